@@ -1,0 +1,33 @@
+# The two commands a user needs: `make demo` and `make test`. Both set up .venv on first use.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+export DO_NOT_TRACK := 1
+
+.PHONY: demo test install lock clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf examples/out
+	$(BIN)/curate run examples/quickstart.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# Re-pin every installed package after changing pyproject.toml's dependencies.
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^curate' > constraints.txt
+
+clean:
+	rm -rf $(VENV) examples/out .pytest_cache

@@ -1,0 +1,127 @@
+"""The pipeline configuration: one pydantic model for the YAML file, the CLI and the Prefect UI form.
+
+Each stage owns its settings model (next to the code that reads it); this module composes them. Unknown
+keys are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from tasks.collect import CollectSettings, Source
+from tasks.dedup import DedupSettings
+from tasks.export import ExportSettings
+from tasks.gates import GatePolicy
+from tasks.preprocess import PreprocessSettings
+from tasks.records import Settings
+
+SECRET_KEYS = {"key", "secret", "token", "password", "aws_access_key_id", "aws_secret_access_key",
+               "aws_session_token", "access_key", "secret_key"}
+
+
+class GateSettings(Settings):
+    raw: GatePolicy = Field("fail", description="fail: stop before the next stage; warn: record and go on; off")
+    clean: GatePolicy = "fail"
+    dedup: GatePolicy = "fail"
+    export: GatePolicy = "fail"
+    suites_dir: str | None = Field(None, description="folder of GX suite JSON files; default: the project's expectations/")
+
+
+class DaskSettings(Settings):
+    address: str | None = Field(None, description="existing scheduler (tcp://host:8786); null starts a local cluster")
+    n_workers: int = Field(2, ge=1, description="local cluster: worker processes")
+    threads_per_worker: int = Field(1, ge=1)
+    memory_limit: str = Field("4GiB", description="local cluster: memory per worker")
+
+
+class PipelineConfig(Settings):
+    sources: list[Source] = Field(min_length=1, description="where the raw data is")
+    output: str = Field(description="output root: a local path or fsspec URL such as s3://bucket/datasets/name")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for the output")
+    collect: CollectSettings = CollectSettings()
+    preprocess: PreprocessSettings = PreprocessSettings()
+    dedup: DedupSettings = DedupSettings()
+    export: ExportSettings = ExportSettings()
+    gates: GateSettings = GateSettings()
+    dask: DaskSettings = DaskSettings()
+
+    def redacted(self) -> dict:
+        """The config as JSON data with credentials masked: what goes into logs, artifacts and manifests."""
+        return _mask(self.model_dump(mode="json"))
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.redacted(), sort_keys=True).encode()).hexdigest()
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: ("***" if k.lower() in SECRET_KEYS and v else _mask(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    return value
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file and each bad key."""
+
+
+def describe_errors(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid config {origin}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {key}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}")
+    return "\n".join(lines)
+
+
+def _resolve_local(uri: Any, base: Path) -> Any:
+    if not isinstance(uri, str) or "://" in uri or Path(uri).is_absolute():
+        return uri
+    return str(base / uri)
+
+
+def _resolve_local_paths(data: dict, base: Path) -> None:
+    """Relative local paths in a config file are relative to that file, wherever `curate` runs from."""
+    for source in data.get("sources") or []:
+        if isinstance(source, dict) and "uri" in source:
+            source["uri"] = _resolve_local(source["uri"], base)
+    if "output" in data:
+        data["output"] = _resolve_local(data["output"], base)
+    gates = data.get("gates")
+    if isinstance(gates, dict) and gates.get("suites_dir"):
+        gates["suites_dir"] = _resolve_local(gates["suites_dir"], base)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Read a YAML config; `overrides` maps dotted keys (e.g. "dask.address") to values that replace it.
+
+    Relative local paths in the file are taken relative to the file; those in overrides (given on the
+    command line) relative to the current directory.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of keys, not {type(data).__name__}")
+    _resolve_local_paths(data, path.resolve().parent)
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = _resolve_local(value, Path.cwd()) if dotted == "output" else value
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(describe_errors(e, str(path))) from None

@@ -1,0 +1,203 @@
+"""The curation flow: collect -> gate(raw) -> preprocess -> gate(clean) -> dedup -> gate(dedup) -> export
+-> gate(export) -> publish. Stages are mapped over shards on the Dask cluster; only paths and counts
+travel through the flow.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+from prefect import flow, get_run_logger, runtime, unmapped
+from prefect.events.worker import EventsWorker
+from prefect.logging.handlers import APILogWorker
+from prefect.server.api.server import SubprocessASGIServer
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.artifacts import create_markdown_artifact
+from prefect_dask import DaskTaskRunner
+
+from flows.config import DaskSettings, PipelineConfig
+from tasks import collect, gates, stages
+from tasks.dedup import band_column
+from tasks.export import SPLITS, new_version, publish, schema_of
+from tasks.storage import Store
+
+STAGES = ("collect", "preprocess", "dedup", "export")
+
+
+def task_runner(dask: DaskSettings) -> DaskTaskRunner:
+    if dask.address:
+        return DaskTaskRunner(address=dask.address)
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
+        "n_workers": dask.n_workers, "threads_per_worker": dask.threads_per_worker, "processes": True,
+        "memory_limit": dask.memory_limit, "dashboard_address": None})
+
+
+def merge_counts(results: list[dict]) -> dict:
+    total = {"in": 0, "kept": 0, "rejected": {}, "quarantined": 0}
+    for r in results:
+        for key in ("in", "kept", "quarantined"):
+            total[key] += r[key]
+        for rule, n in r["rejected"].items():
+            total["rejected"][rule] = total["rejected"].get(rule, 0) + n
+    return total
+
+
+def run_gate(gate: str, store: Store, run: str, shard_parts: list[tuple[str, ...]], config: PipelineConfig) -> dict:
+    """Validate every shard against the gate's suite, save the report, publish an artifact, apply the policy."""
+    policy = getattr(config.gates, gate)
+    if policy == "off":
+        return {"gate": gate, "policy": "off", "success": True, "expectations": []}
+    suite = gates.load_suite(gate, config.gates.suites_dir)
+    docs = (run, "reports", "gates", gate)
+    futures = stages.validate_shard.map(
+        unmapped(store), shard_parts, unmapped(gate), ["/".join(p[2:]) for p in shard_parts],
+        unmapped(suite), unmapped(docs))
+    result = gates.aggregate(gate, suite, [f.result() for f in futures], policy)
+    store.write_json(result, run, "reports", "gates", f"{gate}.json")
+    store.write_bytes(gates.docs_index(result).encode(), *docs, "index.html")
+    create_markdown_artifact(key=f"gate-{gate}", markdown=gate_markdown(result, store.url(*docs, "index.html")),
+                             description=f"gate {gate}")
+    logger = get_run_logger()
+    if not result["success"]:
+        message = gates.failure_message(result)
+        if policy == "fail":
+            raise gates.GateFailed(message)
+        logger.warning("%s (policy warn: continuing)", message)
+    else:
+        logger.info("gate %s passed: %d rows in %d shards", gate, result["rows"], result["shards"])
+    return result
+
+
+def gate_markdown(result: dict, docs_url: str) -> str:
+    rows = "\n".join(
+        f"| {e['expectation']} | {e['column'] or ''} | {e['element_count']} | "
+        f"{'' if e['unexpected_count'] is None else e['unexpected_count']} | {'pass' if e['success'] else '**FAIL**'} |"
+        for e in result["expectations"])
+    status = "passed" if result["success"] else "FAILED"
+    return (f"### Gate `{result['gate']}` {status} (policy {result['policy']})\n\n"
+            f"| expectation | column | rows | unexpected | result |\n|---|---|---|---|---|\n{rows}\n\n"
+            f"Data Docs: {docs_url}\n")
+
+
+@flow(name="curate", log_prints=True)
+def curate(config: PipelineConfig) -> dict:
+    """Curate the configured sources into a published, gated dataset version; returns the run summary."""
+    logger = get_run_logger()
+    started = datetime.now(timezone.utc)
+    run_id = f"{started:%Y%m%d-%H%M%S}-{(runtime.flow_run.id or 'local')[:8]}"
+    store, run = Store(config.output, config.storage_options), f"runs/{run_id}"
+    counts, gate_results = {}, []
+
+    files = collect.discover(config.sources)
+    units = collect.plan_units(files, config.collect.unit_bytes)
+    logger.info("run %s: %d source files in %d collect tasks -> %s", run_id, len(files), len(units), store.url(run))
+    collected = [f.result() for f in stages.collect_unit.map(
+        units, unmapped(config.sources), unmapped(config.collect), unmapped(store), unmapped(run),
+        range(len(units)), [len(u) for u in units])]
+    counts["collect"] = merge_counts(collected)
+    shards = [s["name"] for r in collected for s in r["shards"]]
+    logger.info("collect: %s", counts["collect"])
+    gate_results.append(run_gate("raw", store, run, [(run, "collect", s) for s in shards], config))
+
+    counts["preprocess"] = merge_counts([f.result() for f in stages.preprocess_shard.map(
+        unmapped(store), unmapped(run), shards, unmapped(config.preprocess))])
+    logger.info("preprocess: %s", counts["preprocess"])
+    gate_results.append(run_gate("clean", store, run, [(run, "preprocess", s) for s in shards], config))
+
+    counts["dedup"] = deduplicate(store, run, shards, config)
+    logger.info("dedup: %s", counts["dedup"])
+    gate_results.append(run_gate("dedup", store, run, [(run, "dedup", s) for s in shards], config))
+
+    version = config.export.version or new_version()
+    out = ("versions", version)
+    exported = {split: stages.export_split.submit(store, [(run, "dedup", s) for s in shards], split,
+                                                  config.export, out) for split in SPLITS}
+    splits = {split: f.result() for split, f in exported.items()}
+    languages = Counter()
+    for split in splits.values():
+        languages.update(split.pop("languages"))
+    exported_rows = sum(s["rows"] for s in splits.values())
+    counts["export"] = {"in": counts["dedup"]["kept"], "kept": exported_rows, "rejected": {}, "quarantined": 0}
+    try:
+        gate_results.append(run_gate("export", store, run, [
+            (*out, s["path"]) for split in splits.values() for s in split["shards"]], config))
+    except gates.GateFailed:
+        store.remove(*out)  # never leave an unpublished version's shards behind
+        raise
+
+    first = next((s["shards"][0]["path"] for s in splits.values() if s["shards"]), None)
+    manifest = {
+        "name": config.export.name, "version": version, "run_id": run_id, "created": started.isoformat(),
+        "stages": counts, "splits": splits,
+        "schema": schema_of(store.read_table(*out, first).schema) if first else [],
+        "languages": dict(languages.most_common(20)),
+        "config": config.redacted(), "config_hash": config.fingerprint(),
+        "sources": [f for r in collected for f in r["files"]],
+        "gates": [{k: g[k] for k in ("gate", "policy", "success")} | {"expectations": g.get("expectations", [])}
+                  for g in gate_results],
+    }
+    publish(store, version, manifest)
+    summary = {"run_id": run_id, "version": version, "published": store.url(*out), "stages": counts,
+               "splits": {k: v["rows"] for k, v in splits.items()},
+               "gates": {g["gate"]: g["success"] for g in gate_results}}
+    create_markdown_artifact(key="run-summary", markdown=summary_markdown(summary), description="curate run summary")
+    logger.info("published %s (%d documents)", summary["published"], exported_rows)
+    return summary
+
+
+def deduplicate(store: Store, run: str, shards: list[str], config: PipelineConfig) -> dict:
+    settings = config.dedup
+    for f in stages.dedup_signatures.map(unmapped(store), unmapped(run), shards, range(len(shards)), unmapped(settings)):
+        f.result()
+    columns = (["content_hash"] if settings.exact else []) + (
+        [band_column(b) for b in range(settings.lsh()[0])] if settings.near else [])
+    edges = [f.result() for f in stages.dedup_band.map(unmapped(store), unmapped(run), unmapped(shards), columns)]
+    stages.dedup_clusters.submit(store, run, shards, edges).result()
+    return merge_counts([f.result() for f in stages.dedup_filter.map(
+        unmapped(store), unmapped(run), shards, range(len(shards)))])
+
+
+def summary_markdown(summary: dict) -> str:
+    lines = [f"### curate run `{summary['run_id']}`", "", f"Published **{summary['version']}** at "
+             f"`{summary['published']}`", "", "| stage | in | kept | rejected | quarantined |", "|---|---|---|---|---|"]
+    for stage, c in summary["stages"].items():
+        lines.append(f"| {stage} | {c['in']} | {c['kept']} | {sum(c['rejected'].values())} | {c['quarantined']} |")
+    lines += ["", "| stage | rule | rejected |", "|---|---|---|"]
+    for stage, c in summary["stages"].items():
+        for rule, n in sorted(c["rejected"].items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {stage} | {rule} | {n} |")
+    return "\n".join(lines)
+
+
+@contextmanager
+def prefect_api():
+    """Make sure the flow and its Dask workers talk to one Prefect API.
+
+    Without PREFECT_API_URL, Prefect starts a temporary server per process, so every worker would start
+    its own (seconds each, and its task runs invisible to the flow's). Start one here and hand its URL to
+    the workers through the environment they inherit.
+    """
+    if PREFECT_API_URL.value():
+        yield
+        return
+    server = SubprocessASGIServer()
+    server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")))
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield
+    finally:
+        # Flush logs and events while the server still listens; otherwise they retry against it at exit.
+        APILogWorker.drain_all(timeout=10)
+        EventsWorker.drain_all(timeout=10)
+        os.environ.pop("PREFECT_API_URL", None)
+        server.stop()
+
+
+def run_pipeline(config: PipelineConfig) -> dict:
+    """Run the flow on the Dask cluster the config names (a local one by default)."""
+    with prefect_api():
+        return curate.with_options(task_runner=task_runner(config.dask))(config=config)

@@ -1,0 +1,166 @@
+"""Quality gates: Great Expectations 1.x suites validated shard by shard, then aggregated into a decision.
+
+GX 1.x has no Dask engine, so each shard is one pandas batch; counts of map expectations are added across
+shards and `mostly` is re-applied to the totals. Each shard's GX Data Docs page is rendered on the
+worker and copied next to the gate's JSON report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+
+from tasks.storage import Store
+
+GatePolicy = Literal["fail", "warn", "off"]
+DEFAULT_SUITES = Path(__file__).resolve().parent.parent / "expectations"
+GATES = ("raw", "clean", "dedup", "export")
+
+
+class GateFailed(RuntimeError):
+    """A gate with policy `fail` found data outside its suite; the message names what and how much."""
+
+
+def load_suite(gate: str, suites_dir: str | None = None) -> dict:
+    path = Path(suites_dir or DEFAULT_SUITES) / f"{gate}.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no expectation suite for gate '{gate}': {path} does not exist") from None
+
+
+@lru_cache(maxsize=1)
+def _context():
+    """One ephemeral GX context per worker process (GX costs seconds to import)."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.data_sources.add_pandas("curate")
+    return context
+
+
+def _validator(suite: dict, shard: str, docs_dir: str):
+    import great_expectations as gx
+
+    context = _context()
+    for site in list(context.get_site_names()):
+        context.delete_data_docs_site(site)
+    context.add_data_docs_site("shard", {
+        "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir}})
+    source = context.data_sources.get("curate")
+    asset_name = f"{suite['name']}-{shard.removesuffix('.parquet')}"
+    asset = source.add_dataframe_asset(asset_name)
+    batch = asset.add_batch_definition_whole_dataframe(asset_name)
+    name = suite["name"]
+    try:
+        gx_suite = context.suites.get(name)
+    except Exception:
+        gx_suite = context.suites.add(gx.ExpectationSuite(**suite))
+    definition = context.validation_definitions.add(gx.ValidationDefinition(name=asset_name, data=batch, suite=gx_suite))
+    checkpoint = context.checkpoints.add(gx.Checkpoint(
+        name=asset_name, validation_definitions=[definition],
+        actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")]))
+    return checkpoint, source, asset_name
+
+
+def validate_shard(table: pa.Table, suite: dict, shard: str, store: Store | None = None,
+                   docs_parts: tuple[str, ...] = ()) -> dict:
+    """Validate one shard; returns per-expectation counts. With `store`, uploads its Data Docs page."""
+    with tempfile.TemporaryDirectory() as docs_dir:
+        checkpoint, source, asset_name = _validator(suite, shard, docs_dir)
+        try:
+            result = checkpoint.run(batch_parameters={"dataframe": table.to_pandas()})
+        finally:
+            context = _context()
+            context.checkpoints.delete(asset_name)
+            context.validation_definitions.delete(asset_name)
+            source.delete_asset(asset_name)
+        run = next(iter(result.run_results.values()))
+        pages = []
+        if store is not None:
+            for root, _, files in os.walk(docs_dir):
+                for name in files:
+                    rel = os.path.relpath(os.path.join(root, name), docs_dir)
+                    if rel == "index.html" or rel.startswith("static") and store.exists(*docs_parts, rel):
+                        continue
+                    store.write_bytes(Path(root, name).read_bytes(), *docs_parts, rel)
+                    if rel.startswith("validations"):
+                        pages.append(rel)
+    expectations = []
+    for r in run.results:
+        cfg = r.expectation_config
+        expectations.append({
+            "expectation": cfg.type, "column": cfg.kwargs.get("column"), "mostly": cfg.kwargs.get("mostly"),
+            "success": bool(r.success),
+            "element_count": r.result.get("element_count"), "unexpected_count": r.result.get("unexpected_count"),
+        })
+    return {"shard": shard, "rows": table.num_rows, "success": bool(run.success), "expectations": expectations,
+            "data_docs": pages}
+
+
+def aggregate(gate: str, suite: dict, shard_results: list[dict], policy: GatePolicy) -> dict:
+    """One decision for the gate: map expectations judged on summed counts, the others on every shard."""
+    rows = sum(r["rows"] for r in shard_results)
+    summary = []
+    for i, spec in enumerate(suite["expectations"]):
+        per_shard = [r["expectations"][i] for r in shard_results]
+        counted = all(e["unexpected_count"] is not None for e in per_shard) and per_shard
+        entry = {"expectation": spec["type"], "column": spec.get("kwargs", {}).get("column"),
+                 "mostly": spec.get("kwargs", {}).get("mostly")}
+        if counted:
+            total = sum(e["element_count"] or 0 for e in per_shard)
+            bad = sum(e["unexpected_count"] for e in per_shard)
+            mostly = entry["mostly"] if entry["mostly"] is not None else 1.0
+            entry.update(element_count=total, unexpected_count=bad,
+                         unexpected_percent=round(100 * bad / total, 4) if total else 0.0,
+                         success=(total == 0) or (1 - bad / total) >= mostly - 1e-12)
+        else:
+            failed = sum(not e["success"] for e in per_shard)
+            entry.update(element_count=rows, unexpected_count=None, failed_shards=failed, success=failed == 0)
+        summary.append(entry)
+    success = all(e["success"] for e in summary)
+    return {"gate": gate, "suite": suite["name"], "policy": policy, "success": success,
+            "shards": len(shard_results), "rows": rows, "expectations": summary,
+            "data_docs": [p for r in shard_results for p in r["data_docs"]]}
+
+
+def failure_message(result: dict) -> str:
+    """One paragraph naming the suite, each failed expectation, its column and its counts."""
+    parts = []
+    for e in result["expectations"]:
+        if e["success"]:
+            continue
+        where = f" on column '{e['column']}'" if e["column"] else ""
+        if e["unexpected_count"] is not None:
+            allowed = f", allowed at most {100 * (1 - e['mostly']):.4g}%" if e["mostly"] is not None else ""
+            parts.append(f"{e['expectation']}{where}: {e['unexpected_count']} of {e['element_count']} rows unexpected "
+                         f"({e['unexpected_percent']:.4g}%{allowed})")
+        else:
+            parts.append(f"{e['expectation']}{where}: failed on {e['failed_shards']} of {result['shards']} shards")
+    return f"gate '{result['gate']}' failed (suite '{result['suite']}'): " + "; ".join(parts)
+
+
+def docs_index(result: dict) -> str:
+    """A small HTML index over the gate's per-shard Data Docs pages, with the aggregated table on top."""
+    rows = "".join(
+        f"<tr><td>{e['expectation']}</td><td>{e['column'] or ''}</td><td>{e['element_count']}</td>"
+        f"<td>{'' if e['unexpected_count'] is None else e['unexpected_count']}</td>"
+        f"<td>{'pass' if e['success'] else 'FAIL'}</td></tr>" for e in result["expectations"])
+    links = "".join(f'<li><a href="{p}">{p.split("/")[-1]}</a></li>' for p in result["data_docs"])
+    status = "passed" if result["success"] else "FAILED"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>gate {result['gate']}</title>"
+            "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px 8px}"
+            "table{border-collapse:collapse}</style></head><body>"
+            f"<h1>Gate {result['gate']}: {status}</h1><p>suite <b>{result['suite']}</b>, policy {result['policy']}, "
+            f"{result['rows']} rows in {result['shards']} shards</p><table><tr><th>expectation</th><th>column</th>"
+            f"<th>rows</th><th>unexpected</th><th>result</th></tr>{rows}</table>"
+            f"<h2>Great Expectations Data Docs per shard</h2><ul>{links}</ul></body></html>")

@@ -1,0 +1,42 @@
+"""Text preprocessing: normalise, identify the language, apply quality rules, redact PII.
+
+`preprocess(table, settings)` is the per-shard stage function: every row leaves as kept or rejected
+(with the first rule it failed). Cheap rules run first so expensive ones see fewer rows.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from tasks.preprocess.c4 import C4Settings, filter_c4
+from tasks.preprocess.gopher_quality import GopherQualitySettings, filter_gopher_quality
+from tasks.preprocess.gopher_repetition import GopherRepetitionSettings, filter_gopher_repetition
+from tasks.preprocess.language import LanguageSettings, filter_language
+from tasks.preprocess.length import LengthSettings, filter_length
+from tasks.preprocess.normalise import NormaliseSettings, normalise
+from tasks.preprocess.pii import PIISettings, redact_pii
+from tasks.records import Settings, concat
+
+
+class PreprocessSettings(Settings):
+    normalise: NormaliseSettings = NormaliseSettings()
+    length: LengthSettings = LengthSettings()
+    language: LanguageSettings = LanguageSettings()
+    gopher_quality: GopherQualitySettings = GopherQualitySettings()
+    gopher_repetition: GopherRepetitionSettings = GopherRepetitionSettings()
+    c4: C4Settings = C4Settings()
+    pii: PIISettings = PIISettings()
+
+
+def preprocess(table: pa.Table, settings: PreprocessSettings) -> tuple[pa.Table, pa.Table]:
+    table = normalise(table, settings.normalise)
+    rejected = []
+    for rule_settings, apply in ((settings.length, filter_length),
+                                 (settings.language, filter_language),
+                                 (settings.gopher_quality, filter_gopher_quality),
+                                 (settings.gopher_repetition, filter_gopher_repetition),
+                                 (settings.c4, filter_c4)):
+        if rule_settings.enabled:
+            table, rej = apply(table, rule_settings)
+            rejected.append(rej)
+    return redact_pii(table, settings.pii), concat(rejected)

@@ -1,0 +1,103 @@
+"""C4 rules (Raffel et al. 2020) as datatrove's C4QualityFilter applies them, over all lines of a batch.
+
+Line rules drop lines (no terminal punctuation, too few words, a word too long, "javascript", policy
+boilerplate; citation marks are removed); document rules reject the whole document (lorem ipsum or a
+curly bracket on a line that survived the line rules, too few sentences left). Kept documents keep only
+their surviving lines; `c4_lines_removed` says how many went.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tasks.preprocess.text import per_doc_max, per_doc_sum, split_lines, split_words
+from tasks.records import Check, Settings, split_by_checks
+
+CITATION = r"\[\d*\]|\[edit\]|\[citation needed\]"
+POLICY = ["terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies"]
+SENTENCE_END = r"[.!?。！？]+[\"'”’)\]]*(?:\s|$)"
+
+
+class C4Settings(Settings):
+    enabled: bool = True
+    remove_citations: bool = True
+    filter_no_terminal_punct: bool = True
+    min_words_per_line: int | None = 3
+    max_word_length: int | None = 1000
+    filter_javascript: bool = True
+    filter_policy: bool = True
+    filter_lorem_ipsum: bool = True
+    filter_curly_bracket: bool = True
+    min_num_sentences: int | None = 5
+
+
+def _contains_any(values, needles: list[str]) -> np.ndarray:
+    hit = np.zeros(len(values), dtype=bool)
+    for needle in needles:
+        hit |= np.asarray(pc.match_substring(values, needle), dtype=bool)
+    return hit
+
+
+def filter_c4(table: pa.Table, settings: C4Settings) -> tuple[pa.Table, pa.Table]:
+    s = settings
+    n_docs = table.num_rows
+    lines, parent = split_lines(table["text"])
+    lines = pc.utf8_trim_whitespace(lines)
+    n_lines = len(lines)
+    words, word_line = split_words(lines)
+    n_words = np.bincount(word_line, minlength=n_lines)
+    keep = np.ones(n_lines, dtype=bool)
+    if s.max_word_length is not None:
+        longest = per_doc_max(word_line, pc.utf8_length(words), n_lines)
+        keep &= longest <= s.max_word_length
+    if s.remove_citations:
+        lines = pc.replace_substring_regex(lines, CITATION, "")
+    if s.filter_no_terminal_punct:
+        keep &= np.asarray(pc.match_substring_regex(lines, r"[.?!\"']$"), dtype=bool)
+        keep &= ~np.asarray(pc.ends_with(lines, "..."), dtype=bool)
+    if s.min_words_per_line is not None:
+        keep &= n_words >= s.min_words_per_line
+    lower = pc.utf8_lower(lines)
+    # Document killers count only on lines that survived the rules above, as in datatrove.
+    first_line = np.full(n_docs, np.iinfo(np.int64).max)
+    line_no = np.arange(n_lines)
+
+    def first_hit(hit: np.ndarray) -> np.ndarray:
+        pos = first_line.copy()
+        np.minimum.at(pos, parent[hit], line_no[hit])
+        return pos
+
+    lorem_at = first_hit(keep & np.asarray(pc.match_substring(lower, "lorem ipsum"), dtype=bool)) \
+        if s.filter_lorem_ipsum else first_line
+    if s.filter_javascript:
+        keep &= ~np.asarray(pc.match_substring(lower, "javascript"), dtype=bool)
+    curly_at = first_hit(keep & np.asarray(pc.match_substring(lines, "{"), dtype=bool)) \
+        if s.filter_curly_bracket else first_line
+    if s.filter_policy:
+        keep &= ~_contains_any(lower, POLICY)
+    sentences = np.maximum(np.asarray(pc.count_substring_regex(lines, SENTENCE_END), dtype=np.float64), 1.0)
+    doc_sentences = per_doc_sum(parent, sentences * keep, n_docs)
+
+    none = first_line[0]
+    checks = [
+        Check("c4.lorem_ipsum", (lorem_at < none) & (lorem_at < curly_at), _line_labels(lorem_at), "has 'lorem ipsum'"),
+        Check("c4.curly_bracket", curly_at < none, _line_labels(curly_at), "has '{'"),
+    ]
+    if s.min_num_sentences is not None:
+        checks.append(Check("c4.min_num_sentences", doc_sentences < s.min_num_sentences, doc_sentences.astype(int),
+                            f"< {s.min_num_sentences} (sentences in kept lines)"))
+    counts = np.bincount(parent[keep], minlength=n_docs)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    kept_text = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), lines.filter(pa.array(keep))), "\n")
+    removed = np.bincount(parent, minlength=n_docs) - counts
+    table = table.append_column("c4_lines_removed", pa.array(removed, pa.int64()))
+    kept, rejected = split_by_checks(table.append_column("_c4_text", kept_text), checks)
+    kept = kept.set_column(kept.schema.get_field_index("text"), "text", kept["_c4_text"])
+    # Rejected rows keep their text as it came in, so a person can see what the rule saw.
+    return kept.drop_columns(["_c4_text"]), rejected.drop_columns(["_c4_text"])
+
+
+def _line_labels(line_index: np.ndarray) -> np.ndarray:
+    return np.char.add("line ", (line_index + 1).astype(str))

@@ -1,0 +1,94 @@
+"""Paths and I/O on any fsspec filesystem: run/stage layout, shard names, atomic writes.
+
+Writes go to a temporary name and are moved into place, so a reader never sees half a file; on object
+stores a single PUT is atomic already and the move is a server-side copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+import uuid
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def filesystem(url: str, storage_options: dict | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and the protocol-less path of `url`."""
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    return fs, path
+
+
+class Store:
+    """The output location: a root URL plus its storage options. Cheap to pickle (holds no connection)."""
+
+    def __init__(self, root: str, storage_options: dict | None = None):
+        self.root = root.rstrip("/")
+        self.storage_options = dict(storage_options or {})
+
+    def __reduce__(self):
+        return (Store, (self.root, self.storage_options))
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        return filesystem(self.root, self.storage_options)[0]
+
+    def url(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts) if parts else self.root
+
+    def path(self, *parts: str) -> str:
+        """Protocol-less path for calls on `self.fs`."""
+        return filesystem(self.url(*parts), self.storage_options)[1]
+
+    def exists(self, *parts: str) -> bool:
+        return self.fs.exists(self.path(*parts))
+
+    def write_bytes(self, data: bytes, *parts: str) -> None:
+        fs, target = self.fs, self.path(*parts)
+        fs.makedirs(posixpath.dirname(target), exist_ok=True)
+        tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+        with fs.open(tmp, "wb") as f:
+            f.write(data)
+        fs.mv(tmp, target)
+
+    def read_bytes(self, *parts: str) -> bytes:
+        with self.fs.open(self.path(*parts), "rb") as f:
+            return f.read()
+
+    def write_json(self, obj: Any, *parts: str) -> None:
+        self.write_bytes(json.dumps(obj, indent=2, sort_keys=False, default=str).encode(), *parts)
+
+    def read_json(self, *parts: str) -> Any:
+        return json.loads(self.read_bytes(*parts))
+
+    def write_table(self, table: pa.Table, *parts: str) -> dict:
+        """Write a Parquet file atomically; returns its size in bytes and sha256."""
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        data = buf.getvalue()
+        self.write_bytes(data, *parts)
+        return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+    def read_table(self, *parts: str, columns: list[str] | None = None) -> pa.Table:
+        with self.fs.open(self.path(*parts), "rb") as f:
+            return pq.read_table(f, columns=columns)
+
+    def list(self, *parts: str, pattern: str = "part-*.parquet") -> list[str]:
+        """Names (relative to `parts`) of the files matching `pattern`, sorted."""
+        base = self.path(*parts)
+        return sorted(posixpath.basename(p) for p in self.fs.glob(posixpath.join(base, pattern)))
+
+    def remove(self, *parts: str) -> None:
+        fs, target = self.fs, self.path(*parts)
+        if fs.exists(target):
+            fs.rm(target, recursive=True)
+
+
+def shard_name(index: int, sub: int | None = None) -> str:
+    """`part-00003.parquet`, or `part-00003-0001.parquet` for the sub-shards one input split produces."""
+    return f"part-{index:05d}.parquet" if sub is None else f"part-{index:05d}-{sub:04d}.parquet"
