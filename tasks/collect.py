@@ -124,10 +124,26 @@ def _preview(raw: bytes | str) -> str:
     return raw[:RAW_PREVIEW]
 
 
+def iter_lines(f, chunk_bytes: int = 1 << 16) -> Iterator[bytes]:
+    """Lines of any binary stream (some decompressors have no readline), read in bounded chunks.
+
+    `read1` where the stream has it: it returns what is decoded so far, so the lines before a truncation
+    are yielded before the error surfaces.
+    """
+    read = getattr(f, "read1", f.read)
+    rest = b""
+    while chunk := read(chunk_bytes):
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
+
+
 def read_jsonl(f) -> Iterator[tuple[int, dict | Malformed]]:
     line = 0
     try:
-        for line, raw in enumerate(f, 1):
+        for line, raw in enumerate(iter_lines(f), 1):
             if not raw.strip():
                 continue
             try:
@@ -138,7 +154,7 @@ def read_jsonl(f) -> Iterator[tuple[int, dict | Malformed]]:
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
-                yield line, Malformed(f"invalid JSON: {e.msg} at column {e.colno}", _preview(text))
+                yield line, Malformed(f"invalid JSON: {e.msg} (column {e.colno})", _preview(text))
                 continue
             if not isinstance(obj, dict):
                 yield line, Malformed(f"expected a JSON object, got {type(obj).__name__}", _preview(text))

@@ -81,9 +81,11 @@ def filter_c4(table: pa.Table, settings: C4Settings) -> tuple[pa.Table, pa.Table
     doc_sentences = per_doc_sum(parent, sentences * keep, n_docs)
 
     none = first_line[0]
+    doc_start = np.concatenate([[0], np.cumsum(np.bincount(parent, minlength=n_docs))[:-1]])
     checks = [
-        Check("c4.lorem_ipsum", (lorem_at < none) & (lorem_at < curly_at), _line_labels(lorem_at), "has 'lorem ipsum'"),
-        Check("c4.curly_bracket", curly_at < none, _line_labels(curly_at), "has '{'"),
+        Check("c4.lorem_ipsum", (lorem_at < none) & (lorem_at < curly_at), _line_labels(lorem_at, doc_start),
+              "has 'lorem ipsum'"),
+        Check("c4.curly_bracket", curly_at < none, _line_labels(curly_at, doc_start), "has '{'"),
     ]
     if s.min_num_sentences is not None:
         checks.append(Check("c4.min_num_sentences", doc_sentences < s.min_num_sentences, doc_sentences.astype(int),
@@ -99,5 +101,7 @@ def filter_c4(table: pa.Table, settings: C4Settings) -> tuple[pa.Table, pa.Table
     return kept.drop_columns(["_c4_text"]), rejected.drop_columns(["_c4_text"])
 
 
-def _line_labels(line_index: np.ndarray) -> np.ndarray:
-    return np.char.add("line ", (line_index + 1).astype(str))
+def _line_labels(line_index: np.ndarray, doc_start: np.ndarray) -> np.ndarray:
+    """ "line N" (1-based, within its document) for a batch-wide line index; unused where there is no hit."""
+    within = np.where(line_index < np.iinfo(np.int64).max, line_index - doc_start, -1)
+    return np.char.add("line ", (within + 1).astype(str))

@@ -1,0 +1,125 @@
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+
+from tasks.collect import (CollectSettings, Source, SourceError, collect_unit, discover, infer_format, make_id,
+                           plan_units)
+from tasks.storage import Store
+
+
+def run_collect(tmp_path, pattern, settings=CollectSettings(), **source):
+    sources = [Source(uri=str(tmp_path / pattern), **source)]
+    files = discover(sources)
+    store = Store(str(tmp_path / "out"))
+    counts = collect_unit(files, sources, settings, store, "collect", 0)
+    records = [pq.read_table(tmp_path / "out" / "collect" / s["name"]) for s in counts["shards"]]
+    quarantine = tmp_path / "out" / "collect" / "_quarantine" / "part-00000.parquet"
+    bad = pq.read_table(quarantine).to_pylist() if quarantine.exists() else []
+    return counts, pa.concat_tables(records) if records else None, bad
+
+
+def test_infer_format_from_extension():
+    assert infer_format("s3://b/x.jsonl.gz") == ("jsonl", "gzip")
+    assert infer_format("x.json.zst") == ("jsonl", "zstd")
+    assert infer_format("x.parquet") == ("parquet", None)
+    assert infer_format("x.CSV") == ("csv", None)
+    assert infer_format("notes.txt") == ("txt", None)
+    assert infer_format("data.bin", "jsonl") == ("jsonl", None)
+    with pytest.raises(SourceError, match="cannot infer the format from '.bin'"):
+        infer_format("data.bin")
+
+
+def test_discover_names_a_source_that_matches_nothing(tmp_path):
+    with pytest.raises(SourceError, match=r"source 0 \(.*/nothing-\*\.jsonl\): matched no files"):
+        discover([Source(uri=str(tmp_path / "nothing-*.jsonl"))])
+
+
+def test_plan_units_groups_small_files_and_keeps_big_ones_alone(tmp_path):
+    from tasks.collect import InputFile
+    files = [InputFile(f"f{i}", size, "jsonl", None, 0) for i, size in enumerate([10, 10, 100, 5, 5])]
+    assert [[f.url for f in u] for u in plan_units(files, 50)] == [["f0", "f1"], ["f2"], ["f3", "f4"]]
+
+
+def test_jsonl_fields_ids_and_meta(tmp_path):
+    (tmp_path / "a.jsonl").write_text(
+        '{"id": 7, "body": "hello", "lang": "en"}\n\n{"id": "x", "body": "world", "tags": [1, 2]}\n')
+    counts, table, bad = run_collect(tmp_path, "a.jsonl", text_field="body", id_field="id")
+    assert (counts["in"], counts["kept"], counts["quarantined"]) == (2, 2, 0)
+    assert table["id"].to_pylist() == ["7", "x"]
+    assert table["text"].to_pylist() == ["hello", "world"]
+    assert table["source_index"].to_pylist() == [0, 2]  # 0-based line: the blank line is not a record
+    assert [json.loads(m) for m in table["meta"].to_pylist()] == [{"lang": "en"}, {"tags": [1, 2]}]
+
+
+def test_ids_without_id_field_hash_source_and_position(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"text": "a"}\n{"text": "b"}\n')
+    _, table, _ = run_collect(tmp_path, "a.jsonl")
+    url = str(tmp_path / "a.jsonl")
+    assert table["id"].to_pylist() == [make_id(url, 0), make_id(url, 1)]
+    assert len(set(table["id"].to_pylist())) == 2
+
+
+def test_malformed_jsonl_is_quarantined_with_line_and_error(tmp_path):
+    (tmp_path / "bad.jsonl").write_bytes(
+        b'{"text": "ok"}\n{"text": "unterminated\n{"body": 1}\n{"text": "\xff"}\n[1]\n{"text": null}\n{"text": 5}\n')
+    counts, table, bad = run_collect(tmp_path, "bad.jsonl")
+    assert (counts["in"], counts["kept"], counts["quarantined"]) == (7, 1, 6)
+    assert table["text"].to_pylist() == ["ok"]
+    assert [(b["line"], b["error"]) for b in bad] == [
+        (2, "invalid JSON: Unterminated string starting at (column 10)"),
+        (3, "missing text field 'text' (fields: body)"),
+        (4, "invalid UTF-8 at byte 10 of the line"),
+        (5, "expected a JSON object, got list"),
+        (6, "text field 'text' is null, expected a string"),
+        (7, "text field 'text' is int, expected a string"),
+    ]
+    assert all(b["source"].endswith("bad.jsonl") for b in bad)
+
+
+def test_truncated_gzip_keeps_what_was_read_and_quarantines_the_rest(tmp_path):
+    data = gzip.compress(b"".join(b'{"text": "doc %d %s"}\n' % (i, b"x" * 2000) for i in range(50)))
+    (tmp_path / "t.jsonl.gz").write_bytes(data[: len(data) // 2])
+    counts, table, bad = run_collect(tmp_path, "t.jsonl.gz")
+    assert counts["quarantined"] == 1 and counts["kept"] == table.num_rows > 0
+    assert bad[0]["line"] == table.num_rows + 1
+    assert bad[0]["error"].startswith(f"truncated or corrupt compressed stream after line {table.num_rows}")
+
+
+def test_zstd_jsonl(tmp_path):
+    (tmp_path / "z.jsonl.zst").write_bytes(zstandard.compress(b'{"text": "a"}\n{"text": "b"}\n'))
+    counts, table, _ = run_collect(tmp_path, "z.jsonl.zst")
+    assert table["text"].to_pylist() == ["a", "b"]
+
+
+def test_big_file_becomes_several_shards(tmp_path):
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps({"text": f"doc {i}"}) + "\n" for i in range(25)))
+    counts, table, _ = run_collect(tmp_path, "a.jsonl", CollectSettings(shard_rows=10))
+    assert [s["rows"] for s in counts["shards"]] == [10, 10, 5]
+    assert [s["name"] for s in counts["shards"]] == ["part-00000-0000.parquet", "part-00000-0001.parquet",
+                                                     "part-00000-0002.parquet"]
+    assert table["text"].to_pylist() == [f"doc {i}" for i in range(25)]
+
+
+def test_parquet_csv_and_txt(tmp_path):
+    pq.write_table(pa.table({"content": ["p1", None, "p3"], "n": [1, 2, 3]}), tmp_path / "a.parquet")
+    counts, table, bad = run_collect(tmp_path, "a.parquet", text_field="content")
+    assert table["text"].to_pylist() == ["p1", "p3"]
+    assert [json.loads(m) for m in table["meta"].to_pylist()] == [{"n": 1}, {"n": 3}]
+    assert [(b["line"], b["error"]) for b in bad] == [(2, "text field 'content' is null, expected a string")]
+
+    (tmp_path / "b.csv").write_text('id,text\n1,"first, with comma"\n2,second\n3,x,extra\n')
+    counts, table, bad = run_collect(tmp_path, "b.csv", id_field="id")
+    assert table["text"].to_pylist() == ["first, with comma", "second"]
+    assert table["id"].to_pylist() == ["1", "2"]
+    assert [b["error"] for b in bad] == ["expected 2 columns, got 3"]
+
+    (tmp_path / "c.txt").write_text("line one\nline two\n")
+    (tmp_path / "d.txt").write_bytes(b"fine\nbad \xff here\n")
+    counts, table, bad = run_collect(tmp_path, "*.txt")
+    assert table["text"].to_pylist() == ["line one\nline two\n"]
+    assert [(b["source"].split("/")[-1], b["line"], b["error"]) for b in bad] == [
+        ("d.txt", 2, "invalid UTF-8 at byte 9 of the file")]
