@@ -1,0 +1,65 @@
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tasks import gates
+from tasks.export import ExportSettings, SplitSettings, assign_splits, export_split
+from tasks.storage import Store
+
+
+def test_splits_are_deterministic_and_follow_the_fractions():
+    ids = [f"doc-{i}" for i in range(20000)]
+    splits = assign_splits(ids, SplitSettings(train=0.8, validation=0.1, test=0.1))
+    assert (splits == assign_splits(ids, SplitSettings(train=0.8, validation=0.1, test=0.1))).all()
+    counts = {s: int((splits == s).sum()) for s in ("train", "validation", "test")}
+    assert abs(counts["train"] - 16000) < 300 and abs(counts["validation"] - 2000) < 200
+    assert sum(counts.values()) == 20000
+    assert assign_splits(["doc-7"], SplitSettings(train=1, validation=0, test=0)).tolist() == ["train"]
+
+
+def test_split_fractions_must_add_up():
+    with pytest.raises(ValueError, match="add up to 1, they add up to 1.1"):
+        SplitSettings(train=0.9, validation=0.1, test=0.1)
+
+
+def test_export_split_writes_shards_of_the_target_size(tmp_path):
+    store = Store(str(tmp_path))
+    for i in range(3):
+        store.write_table(pa.table({"id": [f"{i}-{j}" for j in range(10)], "text": ["x"] * 10}), "in", f"p{i}.parquet")
+    settings = ExportSettings(shard_rows=7, splits=SplitSettings(train=1, validation=0, test=0))
+    result = export_split(store, [("in", f"p{i}.parquet") for i in range(3)], "train", settings, ("v1",))
+    assert [s["rows"] for s in result["shards"]] == [7, 7, 7, 7, 2]
+    assert result["rows"] == 30
+    first = pq.read_table(tmp_path / "v1" / "train" / "part-00000.parquet")
+    assert first["split"].to_pylist() == ["train"] * 7
+    import hashlib
+    assert result["shards"][0]["sha256"] == hashlib.sha256((tmp_path / "v1/train/part-00000.parquet").read_bytes()).hexdigest()
+
+
+def test_gate_aggregates_counts_across_shards_and_names_failures(tmp_path):
+    suite = {"name": "t", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "text", "mostly": 0.7}},
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id"}}]}
+    a = pa.table({"id": ["1", "2", "2"], "text": ["x", None, "y"]})
+    b = pa.table({"id": ["3", "4"], "text": [None, "z"]})
+    results = [gates.validate_shard(a, suite, "a"), gates.validate_shard(b, suite, "b")]
+    # per shard, text nulls are 1/3 and 1/2 (b alone fails mostly=0.7); summed: 2 of 5 = 60% kept < 70%
+    agg = gates.aggregate("clean", suite, results, "fail")
+    assert [e["unexpected_count"] for e in agg["expectations"]] == [2, 2]
+    assert agg["success"] is False
+    assert gates.failure_message(agg) == (
+        "gate 'clean' failed (suite 't'): expect_column_values_to_not_be_null on column 'text': 2 of 5 rows "
+        "unexpected (40%, allowed at most 30%); expect_column_values_to_be_unique on column 'id': 2 of 5 rows "
+        "unexpected (40%)")
+    ok = gates.aggregate("clean", suite, [gates.validate_shard(a.slice(0, 1), suite, "c")], "fail")
+    assert ok["success"] is True
+
+
+def test_project_suites_load_and_name_their_gate():
+    for gate in gates.GATES:
+        assert gates.load_suite(gate)["name"] == gate
+    with pytest.raises(FileNotFoundError, match="no expectation suite for gate 'nope'"):
+        gates.load_suite("nope")
