@@ -1,0 +1,160 @@
+"""The whole flow on a real multi-process Dask cluster and a real (temporary) Prefect server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+import yaml
+
+from flows.config import load_config
+from flows.curate import prefect_api, run_pipeline
+from tasks.gates import GateFailed
+
+E2E = Path(__file__).resolve().parent / "data" / "e2e"
+
+EXPECTED_STAGES = {
+    "collect": {"in": 131, "kept": 125, "rejected": {}, "quarantined": 6},
+    "preprocess": {"in": 125, "kept": 32, "quarantined": 0, "rejected": {
+        "language.min_score": 29, "language.allowed": 25, "gopher_quality.min_doc_words": 14,
+        "c4.min_num_sentences": 11, "gopher_repetition.dup_5_gram": 6, "c4.curly_bracket": 3,
+        "gopher_quality.max_non_alpha_words_ratio": 3, "gopher_repetition.dup_6_gram": 1,
+        "gopher_repetition.dup_para_frac": 1}},
+    "dedup": {"in": 32, "kept": 28, "rejected": {"dedup.exact": 3, "dedup.near": 1}, "quarantined": 0},
+    "export": {"in": 28, "kept": 28, "rejected": {}, "quarantined": 0},
+}
+
+
+def make_config(tmp_path: Path, sources: str, output: str, **extra) -> Path:
+    data = {"sources": [{"uri": sources, "id_field": "id"}], "output": output,
+            "collect": {"shard_rows": 40}, "preprocess": {"language": {"allowed": ["en"]}},
+            "export": {"version": "v1", "splits": {"train": 0.8, "validation": 0.1, "test": 0.1}}, **extra}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def read(path):
+    return ds.dataset(path if isinstance(path, list) else str(path), format="parquet").to_table()
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    config = load_config(make_config(tmp, str(E2E / "*.jsonl*"), str(tmp / "out")))
+    return run_pipeline(config), tmp / "out"
+
+
+def test_counts_per_stage_and_rule(local_run):
+    summary, _ = local_run
+    assert summary["stages"] == EXPECTED_STAGES
+    assert summary["splits"] == {"train": 20, "validation": 3, "test": 5}
+    assert summary["gates"] == {"raw": True, "clean": True, "dedup": True, "export": True}
+
+
+def test_every_shard_accounts_for_every_record(local_run):
+    summary, out = local_run
+    run = out / "runs" / summary["run_id"]
+    shards = sorted(p.name for p in (run / "collect").glob("part-*.parquet"))
+    assert len(shards) == 4  # 131 lines in 4 files, 40 rows per shard at most
+    previous = "collect"
+    for stage in ("preprocess", "dedup"):
+        for shard in shards:
+            n_in = read(run / previous / shard).num_rows
+            kept = read(run / stage / shard).num_rows
+            rejected = run / stage / "_rejected" / shard
+            n_rejected = read(rejected).num_rows if rejected.exists() else 0
+            assert n_in == kept + n_rejected, (stage, shard)
+        previous = stage
+    assert read(run / "collect" / "_quarantine").num_rows == 6
+
+
+def test_quarantine_names_file_line_and_error(local_run):
+    summary, out = local_run
+    bad = read(out / "runs" / summary["run_id"] / "collect" / "_quarantine").to_pylist()
+    assert sorted((Path(b["source"]).name, b["line"], b["error"]) for b in bad) == [
+        ("broken.jsonl", 2, "invalid JSON: Unterminated string starting at (column 28)"),
+        ("broken.jsonl", 3, "missing text field 'text' (fields: body, id)"),
+        ("broken.jsonl", 4, "invalid UTF-8 at byte 32 of the line"),
+        ("broken.jsonl", 5, "expected a JSON object, got list"),
+        ("broken.jsonl", 6, "text field 'text' is null, expected a string"),
+        ("truncated.jsonl.gz", 2, "truncated or corrupt compressed stream after line 1: "
+                                  "Compressed file ended before the end-of-stream marker was reached"),
+    ]
+
+
+def test_planted_duplicates_are_removed_with_the_right_original(local_run):
+    summary, out = local_run
+    removed = read(out / "runs" / summary["run_id"] / "dedup" / "_rejected").to_pylist()
+    got = {r["id"]: (r["rule"], r["duplicate_of"]) for r in removed}
+    for planted in json.loads((E2E / "planted.json").read_text()):
+        assert got[planted["id"]] == (f"dedup.{planted['kind']}", planted["duplicate_of"])
+    # the one natural duplicate of the slice: broken.jsonl's good line repeats d048476 and is read first
+    assert got["d048476"] == ("dedup.exact", "broken-ok")
+    assert len(got) == 4
+
+
+def test_published_version_manifest_card_and_reports(local_run):
+    summary, out = local_run
+    version = out / "versions" / "v1"
+    assert (out / "LATEST").read_text() == "v1\n"
+    manifest = json.loads((version / "manifest.json").read_text())
+    assert manifest["stages"] == EXPECTED_STAGES
+    assert {k: v["rows"] for k, v in manifest["splits"].items()} == {"train": 20, "validation": 3, "test": 5}
+    exported = read([str(p) for p in sorted(version.glob("*/part-*.parquet"))])
+    assert exported.num_rows == 28 and len(set(exported["id"].to_pylist())) == 28
+    assert {"id", "text", "source", "meta", "lang", "split", "content_hash"} <= set(exported.column_names)
+    assert set(exported["lang"].to_pylist()) == {"en"}
+    assert "<EMAIL>" in " ".join(exported["text"].to_pylist())  # changelogs' maintainer addresses are redacted
+    assert len(manifest["sources"]) == 4 and manifest["config_hash"]
+    assert [g["gate"] for g in manifest["gates"]] == ["raw", "clean", "dedup", "export"]
+    card = (version / "README.md").read_text()
+    assert "| train | 20 | 1 |" in card and "| dedup | dedup.near | 1 |" in card
+    gates_dir = out / "runs" / summary["run_id"] / "reports" / "gates"
+    for gate in ("raw", "clean", "dedup", "export"):
+        assert json.loads((gates_dir / f"{gate}.json").read_text())["success"] is True
+        assert "Great Expectations Data Docs" in (gates_dir / gate / "index.html").read_text()
+        assert list((gates_dir / gate / "validations").rglob("*.html"))
+
+
+def test_failing_gate_stops_the_flow_and_publishes_nothing(tmp_path):
+    suites = tmp_path / "suites"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "expectations", suites)
+    strict = json.loads((suites / "clean.json").read_text())
+    strict["expectations"].append({"type": "expect_column_values_to_be_between",
+                                   "kwargs": {"column": "lang_score", "min_value": 0.99}})
+    (suites / "clean.json").write_text(json.dumps(strict))
+    config = load_config(make_config(tmp_path, str(E2E / "*.jsonl*"), str(tmp_path / "out"),
+                                     gates={"suites_dir": str(suites)}))
+    with pytest.raises(GateFailed, match=r"gate 'clean' failed \(suite 'clean'\): expect_column_values_to_be_between "
+                                         r"on column 'lang_score': \d+ of 32 rows unexpected"):
+        run_pipeline(config)
+    assert not (tmp_path / "out" / "LATEST").exists()
+    assert not (tmp_path / "out" / "versions").exists()
+    assert not any((tmp_path / "out" / "runs").glob("*/dedup"))  # stopped before the next stage
+
+
+def test_s3_sources_and_output_on_an_existing_dask_scheduler(tmp_path, s3):
+    from distributed import LocalCluster
+
+    fs, options = s3
+    for f in E2E.glob("*.jsonl*"):
+        fs.put(str(f), f"curate/raw/{f.name}")
+    path = make_config(tmp_path, "s3://curate/raw/*.jsonl*", "s3://curate/datasets/e2e",
+                       storage_options=options)
+    data = yaml.safe_load(path.read_text())
+    data["sources"][0]["storage_options"] = options
+    path.write_text(yaml.safe_dump(data))
+    with prefect_api(), LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=None) as cluster:
+        summary = run_pipeline(load_config(path, {"dask.address": cluster.scheduler_address}))
+    assert summary["stages"] == EXPECTED_STAGES
+    assert summary["published"] == "s3://curate/datasets/e2e/versions/v1"
+    assert fs.cat("curate/datasets/e2e/LATEST") == b"v1\n"
+    manifest = json.loads(fs.cat("curate/datasets/e2e/versions/v1/manifest.json"))
+    assert sum(s["rows"] for s in manifest["splits"].values()) == 28
+    assert "testing" not in json.dumps(manifest["config"])  # credentials never reach the manifest
+    assert len(fs.glob("curate/datasets/e2e/versions/v1/*/part-*.parquet")) == 3
