@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -45,6 +46,8 @@ def cmd_run(args) -> int:
     config = load_config(args.config, {"output": args.output, "dask.address": args.dask_address})
     from flows.curate import run_pipeline  # imports Prefect: only when running
 
+    # Dask's cluster start/stop chatter (and a harmless comm-closed trace at shutdown) is not progress.
+    logging.getLogger("distributed").setLevel(logging.ERROR)
     started = time.perf_counter()
     summary = run_pipeline(config)
     print("\n" + summary_table(summary, time.perf_counter() - started))
