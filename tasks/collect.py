@@ -232,7 +232,7 @@ def make_id(url: str, position: int) -> str:
 
 
 def to_record(obj: dict, source: Source) -> tuple[str | None, str] | Malformed:
-    """(id, text, meta) of a parsed object, or why it is not a record."""
+    """(id or None, text) of a parsed object, or why it is not a record."""
     if source.text_field not in obj:
         return Malformed(f"missing text field '{source.text_field}' (fields: {', '.join(sorted(obj)) or 'none'})")
     text = obj[source.text_field]

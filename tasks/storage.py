@@ -56,15 +56,8 @@ class Store:
             f.write(data)
         fs.mv(tmp, target)
 
-    def read_bytes(self, *parts: str) -> bytes:
-        with self.fs.open(self.path(*parts), "rb") as f:
-            return f.read()
-
     def write_json(self, obj: Any, *parts: str) -> None:
         self.write_bytes(json.dumps(obj, indent=2, sort_keys=False, default=str).encode(), *parts)
-
-    def read_json(self, *parts: str) -> Any:
-        return json.loads(self.read_bytes(*parts))
 
     def write_table(self, table: pa.Table, *parts: str) -> dict:
         """Write a Parquet file atomically; returns its size in bytes and sha256."""
