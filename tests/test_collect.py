@@ -123,3 +123,25 @@ def test_parquet_csv_and_txt(tmp_path):
     assert table["text"].to_pylist() == ["line one\nline two\n"]
     assert [(b["source"].split("/")[-1], b["line"], b["error"]) for b in bad] == [
         ("d.txt", 2, "invalid UTF-8 at byte 9 of the file")]
+
+
+def test_http_source_on_a_loopback_server(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "web.jsonl.gz").write_bytes(gzip.compress(b'{"text": "over http"}\n{"text": "second"}\n'))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/web.jsonl.gz"
+        sources = [Source(uri=url)]
+        files = discover(sources)
+        assert [(f.url, f.format, f.compression) for f in files] == [(url, "jsonl", "gzip")]
+        counts = collect_unit(files, sources, CollectSettings(), Store(str(tmp_path / "out")), "collect", 0)
+        table = pq.read_table(tmp_path / "out" / "collect" / counts["shards"][0]["name"])
+        assert table["text"].to_pylist() == ["over http", "second"]
+        assert table["source"].to_pylist() == [url, url]
+    finally:
+        server.shutdown()
