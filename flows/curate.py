@@ -21,7 +21,7 @@ from prefect_dask import DaskTaskRunner
 from flows.config import DaskSettings, PipelineConfig
 from tasks import collect, gates, stages
 from tasks.dedup import band_column
-from tasks.export import SPLITS, new_version, publish, schema_of
+from tasks.export import SPLITS, new_version, publish
 from tasks.storage import Store
 
 STAGES = ("collect", "preprocess", "dedup", "export")
@@ -116,9 +116,10 @@ def curate(config: PipelineConfig) -> dict:
     exported = {split: stages.export_split.submit(store, [(run, "dedup", s) for s in shards], split,
                                                   config.export, out) for split in SPLITS}
     splits = {split: f.result() for split, f in exported.items()}
-    languages = Counter()
+    languages, schema = Counter(), []
     for split in splits.values():
         languages.update(split.pop("languages"))
+        schema = split.pop("schema") or schema
     exported_rows = sum(s["rows"] for s in splits.values())
     counts["export"] = {"in": counts["dedup"]["kept"], "kept": exported_rows, "rejected": {}, "quarantined": 0}
     try:
@@ -128,11 +129,10 @@ def curate(config: PipelineConfig) -> dict:
         store.remove(*out)  # never leave an unpublished version's shards behind
         raise
 
-    first = next((s["shards"][0]["path"] for s in splits.values() if s["shards"]), None)
     manifest = {
         "name": config.export.name, "version": version, "run_id": run_id, "created": started.isoformat(),
         "stages": counts, "splits": splits,
-        "schema": schema_of(store.read_table(*out, first).schema) if first else [],
+        "schema": schema,
         "languages": dict(languages.most_common(20)),
         "config": config.redacted(), "config_hash": config.fingerprint(),
         "sources": [f for r in collected for f in r["files"]],

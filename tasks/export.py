@@ -62,18 +62,21 @@ def export_split(store: Store, inputs: list[tuple[str, ...]], split: str, settin
                  out_parts: tuple[str, ...]) -> dict:
     """Stream the input shards, keep the rows of `split`, write shards of the target size.
 
-    Returns the split's row count, shard list and documents per language. Memory holds at most one output
+    Returns the split's row count, shard list, documents per language and the shards' schema. Memory holds at most one output
     shard plus one input shard.
     """
     shards, buffer, rows, text_bytes = [], [], 0, 0
     languages: Counter = Counter()
+    schema: list[dict] = []
 
     def flush():
-        nonlocal buffer, rows, text_bytes
+        nonlocal buffer, rows, text_bytes, schema
         if not rows:
             return
         name = shard_name(len(shards))
-        info = store.write_table(pa.concat_tables(buffer), *out_parts, split, name)
+        table = pa.concat_tables(buffer)
+        schema = schema_of(table.schema)
+        info = store.write_table(table, *out_parts, split, name)
         shards.append({"path": f"{split}/{name}", "rows": rows, **info})
         buffer, rows, text_bytes = [], 0, 0
 
@@ -93,7 +96,7 @@ def export_split(store: Store, inputs: list[tuple[str, ...]], split: str, settin
             if rows >= settings.shard_rows or text_bytes >= settings.shard_bytes:
                 flush()
     flush()
-    return {"rows": sum(s["rows"] for s in shards), "shards": shards, "languages": dict(languages)}
+    return {"rows": sum(s["rows"] for s in shards), "shards": shards, "languages": dict(languages), "schema": schema}
 
 
 def dataset_card(manifest: dict) -> str:
