@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"curate: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # the flow's own failure: one paragraph, the logs above hold the details
-        print(f"\ncurate: run failed: {type(e).__name__}: {e}", file=sys.stderr)
+        reason = str(e) if type(e).__name__ == "FailedRun" else f"{type(e).__name__}: {e}"
+        print(f"\ncurate: run failed: {reason}", file=sys.stderr)
         return 1
 
 

@@ -15,6 +15,7 @@ from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
 from prefect.server.api.server import SubprocessASGIServer
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Failed
 from prefect.artifacts import create_markdown_artifact
 from prefect_dask import DaskTaskRunner
 
@@ -85,6 +86,15 @@ def gate_markdown(result: dict, docs_url: str) -> str:
 @flow(name="curate", log_prints=True)
 def curate(config: PipelineConfig) -> dict:
     """Curate the configured sources into a published, gated dataset version; returns the run summary."""
+    try:
+        return curate_once(config)
+    except gates.GateFailed as stop:
+        # An expected stop: the Failed state carries the reason to the UI and the caller (as FailedRun),
+        # without an engine traceback.
+        return Failed(message=str(stop))
+
+
+def curate_once(config: PipelineConfig) -> dict:
     logger = get_run_logger()
     started = datetime.now(timezone.utc)
     run_id = f"{started:%Y%m%d-%H%M%S}-{(runtime.flow_run.id or 'local')[:8]}"
