@@ -44,12 +44,18 @@ def cmd_check(args) -> int:
 
 def cmd_run(args) -> int:
     config = load_config(args.config, {"output": args.output, "dask.address": args.dask_address})
+    from prefect.exceptions import FailedRun
+
     from flows.curate import run_pipeline  # imports Prefect: only when running
 
     # Dask's cluster start/stop chatter (and a harmless comm-closed trace at shutdown) is not progress.
     logging.getLogger("distributed").setLevel(logging.ERROR)
     started = time.perf_counter()
-    summary = run_pipeline(config)
+    try:
+        summary = run_pipeline(config)
+    except FailedRun as stop:  # a gate stopped the run: its state message is the whole story
+        print(f"\ncurate: run failed: {stop}", file=sys.stderr)
+        return 1
     print("\n" + summary_table(summary, time.perf_counter() - started))
     return 0
 
@@ -71,9 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"curate: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # the flow's own failure: one paragraph, the logs above hold the details
-        reason = str(e) if type(e).__name__ == "FailedRun" else f"{type(e).__name__}: {e}"
-        print(f"\ncurate: run failed: {reason}", file=sys.stderr)
+    except Exception as e:  # any other failure: one paragraph, the logs above hold the details
+        print(f"\ncurate: run failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
 
 

@@ -25,9 +25,6 @@ from tasks.dedup import band_column
 from tasks.export import SPLITS, new_version, publish
 from tasks.storage import Store
 
-STAGES = ("collect", "preprocess", "dedup", "export")
-
-
 def task_runner(dask: DaskSettings) -> DaskTaskRunner:
     if dask.address:
         return DaskTaskRunner(address=dask.address)

@@ -62,8 +62,8 @@ def export_split(store: Store, inputs: list[tuple[str, ...]], split: str, settin
                  out_parts: tuple[str, ...]) -> dict:
     """Stream the input shards, keep the rows of `split`, write shards of the target size.
 
-    Returns the split's row count, shard list, documents per language and the shards' schema. Memory holds at most one output
-    shard plus one input shard.
+    Returns the split's row count, shard list, documents per language and the shards' schema. Memory holds
+    at most one output shard plus one input shard.
     """
     shards, buffer, rows, text_bytes = [], [], 0, 0
     languages: Counter = Counter()

@@ -81,7 +81,8 @@ def filter_c4(table: pa.Table, settings: C4Settings) -> tuple[pa.Table, pa.Table
     doc_sentences = per_doc_sum(parent, sentences * keep, n_docs)
 
     none = first_line[0]
-    doc_start = np.concatenate([[0], np.cumsum(np.bincount(parent, minlength=n_docs))[:-1]])
+    lines_per_doc = np.bincount(parent, minlength=n_docs)
+    doc_start = np.concatenate([[0], np.cumsum(lines_per_doc)[:-1]])
     checks = [
         Check("c4.lorem_ipsum", (lorem_at < none) & (lorem_at < curly_at), _line_labels(lorem_at, doc_start),
               "has 'lorem ipsum'"),
@@ -93,7 +94,7 @@ def filter_c4(table: pa.Table, settings: C4Settings) -> tuple[pa.Table, pa.Table
     counts = np.bincount(parent[keep], minlength=n_docs)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
     kept_text = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), lines.filter(pa.array(keep))), "\n")
-    removed = np.bincount(parent, minlength=n_docs) - counts
+    removed = lines_per_doc - counts
     table = table.append_column("c4_lines_removed", pa.array(removed, pa.int64()))
     kept, rejected = split_by_checks(table.append_column("_c4_text", kept_text), checks)
     kept = kept.set_column(kept.schema.get_field_index("text"), "text", kept["_c4_text"])
