@@ -21,7 +21,7 @@ from prefect_dask import DaskTaskRunner
 
 from flows.config import DaskSettings, PipelineConfig
 from tasks import collect, gates, stages
-from tasks.dedup import band_column
+from tasks.dedup import index as dedup_index
 from tasks.export import SPLITS, new_version, publish
 from tasks.storage import Store
 
@@ -80,12 +80,16 @@ def gate_markdown(result: dict, docs_url: str) -> str:
             f"Data Docs: {docs_url}\n")
 
 
+class VersionExists(Exception):
+    """The configured version name is taken: published versions are immutable."""
+
+
 @flow(name="curate", log_prints=True)
 def curate(config: PipelineConfig) -> dict:
     """Curate the configured sources into a published, gated dataset version; returns the run summary."""
     try:
         return curate_once(config)
-    except gates.GateFailed as stop:
+    except (gates.GateFailed, VersionExists) as stop:
         # An expected stop: the Failed state carries the reason to the UI and the caller (as FailedRun),
         # without an engine traceback.
         return Failed(message=str(stop))
@@ -96,6 +100,11 @@ def curate_once(config: PipelineConfig) -> dict:
     started = datetime.now(timezone.utc)
     run_id = f"{started:%Y%m%d-%H%M%S}-{(runtime.flow_run.id or 'local')[:8]}"
     store, run = Store(config.output, config.storage_options), f"runs/{run_id}"
+    version = config.export.version or new_version()
+    if store.exists("versions", version, "manifest.json"):
+        raise VersionExists(f"version {version!r} is already published at {store.url('versions', version)}; "
+                         "set export.version to a new name or leave it empty for a timestamp")
+    out = ("versions", version)
     counts, gate_results = {}, []
 
     files = collect.discover(config.sources)
@@ -114,12 +123,14 @@ def curate_once(config: PipelineConfig) -> dict:
     logger.info("preprocess: %s", counts["preprocess"])
     gate_results.append(run_gate("clean", store, run, [(run, "preprocess", s) for s in shards], config))
 
-    counts["dedup"] = deduplicate(store, run, shards, config)
-    logger.info("dedup: %s", counts["dedup"])
-    gate_results.append(run_gate("dedup", store, run, [(run, "dedup", s) for s in shards], config))
+    counts["dedup"], clustering = deduplicate(store, run, shards, version, counts["preprocess"]["kept"], config)
+    logger.info("dedup: %s; %s", counts["dedup"], clustering)
+    try:
+        gate_results.append(run_gate("dedup", store, run, [(run, "dedup", s) for s in shards], config))
+    except gates.GateFailed:
+        store.remove("index", version)
+        raise
 
-    version = config.export.version or new_version()
-    out = ("versions", version)
     exported = {split: stages.export_split.submit(store, [(run, "dedup", s) for s in shards], split,
                                                   config.export, out) for split in SPLITS}
     splits = {split: f.result() for split, f in exported.items()}
@@ -133,7 +144,8 @@ def curate_once(config: PipelineConfig) -> dict:
         gate_results.append(run_gate("export", store, run, [
             (*out, s["path"]) for split in splits.values() for s in split["shards"]], config))
     except gates.GateFailed:
-        store.remove(*out)  # never leave an unpublished version's shards behind
+        store.remove(*out)  # never leave an unpublished version's shards or index behind
+        store.remove("index", version)
         raise
 
     manifest = {
@@ -147,6 +159,7 @@ def curate_once(config: PipelineConfig) -> dict:
                   for g in gate_results],
     }
     publish(store, version, manifest)
+    dedup_index.commit(store, version, shards, exported_rows, config.dedup)
     summary = {"run_id": run_id, "version": version, "published": store.url(*out), "stages": counts,
                "splits": {k: v["rows"] for k, v in splits.items()},
                "gates": {g["gate"]: g["success"] for g in gate_results}}
@@ -155,16 +168,25 @@ def curate_once(config: PipelineConfig) -> dict:
     return summary
 
 
-def deduplicate(store: Store, run: str, shards: list[str], config: PipelineConfig) -> dict:
+def deduplicate(store: Store, run: str, shards: list[str], version: str, documents: int,
+                config: PipelineConfig) -> tuple[dict, dict]:
+    """Sketch per shard, candidates per band and key range, one clustering, a filter per shard (DESIGN 6)."""
     settings = config.dedup
-    for f in stages.dedup_signatures.map(unmapped(store), unmapped(run), shards, range(len(shards)), unmapped(settings)):
+    for f in stages.dedup_sketch.map(unmapped(store), unmapped(run), shards, unmapped(settings)):
         f.result()
-    columns = (["content_hash"] if settings.exact else []) + (
-        [band_column(b) for b in range(settings.lsh()[0])] if settings.near else [])
-    edges = [f.result() for f in stages.dedup_band.map(unmapped(store), unmapped(run), unmapped(shards), columns)]
-    stages.dedup_clusters.submit(store, run, shards, edges).result()
-    return merge_counts([f.result() for f in stages.dedup_filter.map(
-        unmapped(store), unmapped(run), shards, range(len(shards)))])
+    sources = dedup_index.run_sources(run, shards)
+    if settings.against_published:
+        published, published_docs = dedup_index.published_sources(store, settings)
+        sources, documents = published + sources, documents + published_docs
+    parts = settings.key_parts(documents)
+    work = [(band, part) for band in settings.active_bands() for part in range(parts)]
+    for f in stages.dedup_candidates.map(unmapped(store), unmapped(run), unmapped(sources),
+                                         [b for b, _ in work], [p for _, p in work], unmapped(parts)):
+        f.result()
+    clustering = stages.dedup_clusters.submit(store, run, sources, shards, settings).result()
+    counts = merge_counts([f.result() for f in stages.dedup_filter.map(
+        unmapped(store), unmapped(run), shards, unmapped(version))])
+    return counts, clustering | {"key_ranges": parts, "published_shards": len(sources) - len(shards)}
 
 
 def summary_markdown(summary: dict) -> str:

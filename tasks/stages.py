@@ -8,10 +8,10 @@ from collections import Counter
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from prefect import task
 
 from tasks import collect, dedup, export, gates
+from tasks.dedup.index import KeySource
 from tasks.preprocess import PreprocessSettings, preprocess
 from tasks.storage import Store
 
@@ -43,43 +43,71 @@ def preprocess_shard(store: Store, run: str, shard: str, settings: PreprocessSet
     return stage_counts(table.num_rows, kept.num_rows, rejected)
 
 
-@task(name="dedup-signatures", task_run_name="signatures {shard}", **IO_RETRIES)
-def dedup_signatures(store: Store, run: str, shard: str, index: int, settings: dedup.DedupSettings) -> int:
-    table = store.read_table(run, "preprocess", shard, columns=["id", "text"])
-    store.write_table(dedup.signature_table(table, index, settings), run, "dedup", "_work", "signatures", shard)
+@task(name="dedup-sketch", task_run_name="sketch {shard}", **IO_RETRIES)
+def dedup_sketch(store: Store, run: str, shard: str, settings: dedup.DedupSettings) -> int:
+    columns = ["id", "text"]
+    if settings.keep == "quality":
+        columns.append(settings.quality_column)
+        present = store.read_schema(run, "preprocess", shard).names
+        if settings.quality_column not in present:
+            raise ValueError(f"dedup.keep is 'quality' but {shard} has no column {settings.quality_column!r} "
+                             f"(columns: {', '.join(present)}); set dedup.quality_column")
+    table = store.read_table(run, "preprocess", shard, columns=columns)
+    keys, docs = dedup.sketch_shard(table, settings, table[settings.quality_column] if len(columns) > 2 else None)
+    store.write_table(keys, run, "dedup", "_work", "keys", shard, row_group_size=table.num_rows)
+    store.write_table(docs, run, "dedup", "_work", "docs", shard)
     return table.num_rows
 
 
-@task(name="dedup-band", task_run_name="candidates {column}", **IO_RETRIES)
-def dedup_band(store: Store, run: str, shards: list[str], column: str) -> tuple[np.ndarray, np.ndarray]:
-    parts = [store.read_table(run, "dedup", "_work", "signatures", s, columns=["doc", column]) for s in shards]
-    table = pa.concat_tables(parts)
-    return dedup.band_edges(table["doc"], table[column])
+@task(name="dedup-candidates", task_run_name="candidates band {band} keys {part}/{parts}", **IO_RETRIES)
+def dedup_candidates(store: Store, run: str, sources: list[KeySource], band: int, part: int, parts: int) -> int:
+    shard_keys = [(src.number, store.read_table(*src.keys, columns=["key", "row"], filters=[("band", "==", band)]))
+                  for src in sources if src.has_band(band)]
+    u, v = dedup.candidate_edges(shard_keys, part, parts)
+    store.write_table(pa.table({"u": u, "v": v}), run, "dedup", "_work", "edges",
+                      f"band-{band + 1:03d}-part-{part:05d}.parquet")
+    return len(u)
 
 
 @task(name="dedup-clusters", task_run_name="clusters", **IO_RETRIES)
-def dedup_clusters(store: Store, run: str, shards: list[str], edges: list[tuple[np.ndarray, np.ndarray]]) -> int:
-    duplicates = dedup.duplicate_table(edges)
-    reps = pa.array(np.unique(np.asarray(duplicates["representative"])), pa.int64())
-    found = []
-    for s in shards:  # read only the representatives' ids and hashes: memory follows the duplicates, not the corpus
-        sig = store.read_table(run, "dedup", "_work", "signatures", s, columns=["doc", "id", "content_hash"])
-        found.append(sig.filter(pc.is_in(sig["doc"], reps)))
-    store.write_table(duplicates, run, "dedup", "_work", "duplicates.parquet")
-    store.write_table(pa.concat_tables(found) if found else pa.table({}), run, "dedup", "_work", "representatives.parquet")
-    return duplicates.num_rows
+def dedup_clusters(store: Store, run: str, sources: list[KeySource], shards: list[str],
+                   settings: dedup.DedupSettings) -> dict:
+    work = (run, "dedup", "_work")
+    edges = pa.concat_tables([store.read_table(*work, "edges", name)
+                              for name in store.list(*work, "edges", pattern="band-*.parquet")])
+    u, v = np.asarray(edges["u"]), np.asarray(edges["v"])
+    members = np.unique(np.concatenate([u, v]))
+    on_edges = set((members >> 32).tolist())
+    nodes = []
+    for src in sources:  # only the shards with a candidate, and only their candidates' rows
+        if src.number not in on_edges:
+            continue
+        docs = store.read_table(*src.docs)
+        keys = dedup.doc_keys(src.number, docs.num_rows)
+        mine = pa.array(np.isin(keys, members))
+        if not src.near:  # other sketch settings: its signatures are not comparable and only exact edges reach it
+            docs = docs.set_column(docs.schema.get_field_index("signature"), "signature",
+                                   dedup.blank_signatures(docs.num_rows, settings.num_perm))
+        nodes.append(docs.filter(mine).append_column("doc", pa.array(keys).filter(mine)))
+    drops, stats = dedup.cluster(u, v, pa.concat_tables(nodes) if nodes else dedup.NODES_SCHEMA.empty_table(),
+                                 settings)
+    shard_of = np.asarray(drops["doc"]) >> 32
+    for i, shard in enumerate(shards):
+        store.write_table(drops.filter(pa.array(shard_of == i)), *work, "drops", shard)
+    return stats | {"removed": drops.num_rows}
 
 
 @task(name="dedup-filter", task_run_name="dedup {shard}", **IO_RETRIES)
-def dedup_filter(store: Store, run: str, shard: str, index: int) -> dict:
+def dedup_filter(store: Store, run: str, shard: str, version: str) -> dict:
+    work = (run, "dedup", "_work")
     table = store.read_table(run, "preprocess", shard)
-    signature = store.read_table(run, "dedup", "_work", "signatures", shard, columns=["doc", "content_hash"])
-    duplicates = store.read_table(run, "dedup", "_work", "duplicates.parquet")
-    shard_of = pc.shift_right(duplicates["doc"], 32)
-    duplicates = duplicates.filter(pc.equal(shard_of, index))
-    reps = store.read_table(run, "dedup", "_work", "representatives.parquet")
-    kept, rejected = dedup.drop_duplicates(table, signature, duplicates, reps)
+    docs = store.read_table(*work, "docs", shard)
+    drops = store.read_table(*work, "drops", shard)
+    kept, rejected = dedup.drop_duplicates(table, docs["content_hash"], drops)
     write_stage_outputs(store, run, "dedup", shard, kept, rejected)
+    keys, docs = dedup.index_entries(store.read_table(*work, "keys", shard), docs, np.asarray(drops["row"]))
+    store.write_table(keys, "index", version, "keys", shard, row_group_size=docs.num_rows)
+    store.write_table(docs, "index", version, "docs", shard)
     return stage_counts(table.num_rows, kept.num_rows, rejected)
 
 

@@ -59,17 +59,24 @@ class Store:
     def write_json(self, obj: Any, *parts: str) -> None:
         self.write_bytes(json.dumps(obj, indent=2, sort_keys=False, default=str).encode(), *parts)
 
-    def write_table(self, table: pa.Table, *parts: str) -> dict:
+    def write_table(self, table: pa.Table, *parts: str, row_group_size: int | None = None) -> dict:
         """Write a Parquet file atomically; returns its size in bytes and sha256."""
         buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
+        pq.write_table(table, buf, compression="zstd", row_group_size=row_group_size or None)
         data = buf.getvalue()
         self.write_bytes(data, *parts)
         return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
-    def read_table(self, *parts: str, columns: list[str] | None = None) -> pa.Table:
+    def read_table(self, *parts: str, columns: list[str] | None = None, filters=None) -> pa.Table:
+        """Read a Parquet file; `filters` skip the row groups whose statistics rule them out."""
+        if filters:  # by path: pyarrow aborts at exit after filtering a Python file object (pyarrow 26)
+            return pq.read_table(self.path(*parts), filesystem=self.fs, columns=columns, filters=filters)
         with self.fs.open(self.path(*parts), "rb") as f:
-            return pq.read_table(f, columns=columns)
+            return pq.read_table(f, columns=columns, filters=filters)
+
+    def read_schema(self, *parts: str) -> pa.Schema:
+        with self.fs.open(self.path(*parts), "rb") as f:
+            return pq.read_schema(f)
 
     def list(self, *parts: str, pattern: str = "part-*.parquet") -> list[str]:
         """Names (relative to `parts`) of the files matching `pattern`, sorted."""

@@ -1,38 +1,70 @@
+import re
+
 import numpy as np
 import pyarrow as pa
+import pytest
 from datasketch import MinHash
 
-from tasks.dedup import DedupSettings, band_column, band_edges, drop_duplicates, duplicate_table, signature_table
-from tasks.dedup.clusters import clusters, group_edges
-from tasks.dedup.minhash import lsh_params, shingle_hashes, signatures
+from tasks.dedup import (EXACT_BAND, DedupSettings, candidate_edges, cluster, doc_keys, drop_duplicates,
+                         index_entries, key_part, sketch_shard)
+from tasks.dedup.clusters import components, group_edges, representatives
+from tasks.dedup.minhash import lsh_params, sketch
 
 # 300 words drawn from 2000: its 5-grams are all distinct, so one changed word leaves Jaccard 291/301 = 0.97.
 BASE = " ".join(f"w{i}" for i in np.random.default_rng(7).integers(0, 2000, 300))
-WORDS = BASE.split()
+M64 = (1 << 64) - 1
 
 
-def change(i: int, text: str = BASE) -> str:
+def change(i: int, text: str = BASE, word: str = "changed") -> str:
     words = text.split()
-    words[i] = "changed"
+    words[i] = word
     return " ".join(words)
 
 
-def test_signatures_equal_datasketch_minhash_bit_for_bit():
-    texts = pa.array([BASE, "two words", "", "a b c d e f g"])
-    sig, has = signatures(texts, num_perm=64, ngram=5, seed=3)
-    hv, docs = shingle_hashes(texts, 5)
-    assert has.tolist() == [True, True, False, True]
-    assert np.bincount(docs, minlength=4).tolist() == [296, 1, 0, 3]
-    for d in (0, 1, 3):
+def fnv1a(units) -> int:
+    h = 0xCBF29CE484222325
+    for u in units:
+        h = ((h ^ u) * 0x100000001B3) & M64
+    return h
+
+
+def reference_shingles(text: str, n: int) -> list[int]:
+    """The shingle definition of tasks/dedup/minhash.py, restated in plain Python."""
+    words = [fnv1a(w.encode()) for w in re.findall(r"[^\W_]+", text.lower())]
+    grams = [words[i:i + n] for i in range(len(words) - n + 1)] if len(words) >= n else ([words] if words else [])
+    return [(h >> 32) ^ (h & 0xFFFFFFFF) for h in (fnv1a(g) for g in grams)]
+
+
+def test_signatures_equal_datasketch_minhash_over_the_reference_shingles_bit_for_bit():
+    texts = [BASE, "Two words", "", "a b c d e f g", "Ünïcode Straße, 北京 2024 — déjà-vu!", "...!!!"]
+    sig, shingles, _ = sketch(pa.array(texts), num_perm=64, ngram=5, seed=3)
+    assert shingles.tolist() == [296, 1, 0, 3, 2, 0]
+    for text, row in zip(texts, sig):
         reference = MinHash(num_perm=64, seed=3, hashfunc=lambda x: x)
-        reference.update_batch([int(x) for x in hv[docs == d]])
-        assert (reference.hashvalues == sig[d]).all()
+        reference.update_batch(reference_shingles(text, 5))
+        assert (reference.hashvalues == row).all(), text
+
+
+def test_content_hash_ignores_case_and_whitespace_only():
+    _, _, content = sketch(pa.array(["Hello  World\n", " hello world", "hello world!", "hello\tworld"]), 16, 5, 1)
+    assert content[0].tolist() == content[1].tolist() == content[3].tolist()
+    assert content[2].tolist() != content[0].tolist()
 
 
 def test_lsh_parameters_come_from_datasketch():
     assert lsh_params(0.8, 128) == (9, 13)
     assert DedupSettings().lsh() == (9, 13)
     assert DedupSettings(bands=16, rows=8).lsh() == (16, 8)
+    assert DedupSettings().active_bands() == [EXACT_BAND, *range(9)]
+
+
+def test_key_ranges_split_a_band_by_the_top_bits():
+    assert DedupSettings(max_band_rows=100).key_parts(100) == 1
+    assert DedupSettings(max_band_rows=100).key_parts(101) == 2
+    assert DedupSettings(max_band_rows=100).key_parts(1000) == 16
+    keys = np.array([0, 1 << 62, -(1 << 63), -1], dtype=np.int64)  # top bits 00, 01, 10, 11
+    assert key_part(keys, 4).tolist() == [0, 1, 2, 3]
+    assert key_part(keys, 2).tolist() == [0, 0, 1, 1]
 
 
 def test_group_edges_link_every_member_to_the_first():
@@ -40,33 +72,59 @@ def test_group_edges_link_every_member_to_the_first():
     assert sorted(zip(u.tolist(), v.tolist())) == [(4, 3), (5, 3)]
 
 
-def test_clusters_are_transitive_and_keep_the_smallest_key():
-    # chain 30-20, 20-10 and a separate pair 50-40: clusters {10,20,30} and {40,50}
-    nodes, rep, size = clusters(np.array([30, 20, 50]), np.array([20, 10, 40]))
+def test_components_follow_transitive_chains():
+    # chain 30-20, 20-10 (30 and 10 never met) and a separate pair 50-40
+    nodes, labels = components(np.array([30, 20, 50]), np.array([20, 10, 40]))
     assert nodes.tolist() == [10, 20, 30, 40, 50]
-    assert rep.tolist() == [10, 10, 10, 40, 40]
-    assert size.tolist() == [3, 3, 3, 2, 2]
+    assert labels.tolist() == [0, 0, 0, 1, 1]
 
 
-def shards_of(*tables_texts):
-    return [pa.table({"id": ids, "text": texts}) for ids, texts in tables_texts]
+def test_representative_rule_first_longest_and_published():
+    nodes, labels = np.array([-5, 10, 20, 30, 40]), np.array([0, 0, 1, 1, 1])
+    preference = np.array([1.0, 99.0, 3.0, 7.0, 7.0])
+    rep, size = representatives(nodes, labels, preference)
+    # a published document (negative key) wins over any preference; otherwise the highest, ties to the first
+    assert rep.tolist() == [-5, -5, 30, 30, 30] and size.tolist() == [2, 2, 3, 3, 3]
+    rep, _ = representatives(nodes, labels, np.zeros(5))
+    assert rep.tolist() == [-5, -5, 20, 20, 20]
 
 
-def run_dedup(shards, settings=DedupSettings()):
-    sigs = [signature_table(t, i, settings) for i, t in enumerate(shards)]
-    all_sigs = pa.concat_tables(sigs)
-    columns = ["content_hash"] + [band_column(b) for b in range(settings.lsh()[0])]
-    edges = [band_edges(all_sigs["doc"], all_sigs[c]) for c in columns]
-    dups = duplicate_table(edges)
-    reps = all_sigs.select(["doc", "id", "content_hash"])
-    return [drop_duplicates(t, s, dups, reps) for t, s in zip(shards, sigs)]
+def dedup_shards(tables, settings=DedupSettings(), published=()):
+    """The four dedup steps of the flow, in one process: [(kept, rejected)] per shard."""
+    sketches = [sketch_shard(t, settings, t["score"] if "score" in t.column_names else None) for t in tables]
+    numbered = [(-len(published) + j, keys, docs) for j, (keys, docs) in enumerate(published)]
+    numbered += [(i, keys, docs) for i, (keys, docs) in enumerate(sketches)]
+    us, vs = [], []
+    for band in settings.active_bands():
+        for part in range(settings.key_parts(sum(t.num_rows for t in tables))):
+            u, v = candidate_edges([(n, keys.filter(pa.compute.equal(keys["band"], band)))
+                                    for n, keys, _ in numbered], part, settings.key_parts(sum(t.num_rows for t in tables)))
+            us.append(u)
+            vs.append(v)
+    nodes = pa.concat_tables([docs.append_column("doc", pa.array(doc_keys(n, docs.num_rows))) for n, _, docs in numbered])
+    drops, stats = cluster(np.concatenate(us), np.concatenate(vs), nodes, settings)
+    shard_of = np.asarray(drops["doc"]) >> 32
+    results = [drop_duplicates(t, docs["content_hash"], drops.filter(pa.array(shard_of == i)))
+               for i, (t, (_, docs)) in enumerate(zip(tables, sketches))]
+    index = [index_entries(keys, docs, np.asarray(drops.filter(pa.array(shard_of == i))["row"]))
+             for i, (keys, docs) in enumerate(sketches)]
+    return results, index, stats
+
+
+def shard(ids, texts, **columns):
+    return pa.table({"id": ids, "text": texts, **columns})
+
+
+def removed(results):
+    return sorted((r, d, rule) for _, rej in results
+                  for r, d, rule in zip(rej["id"].to_pylist(), rej["duplicate_of"].to_pylist(), rej["rule"].to_pylist()))
 
 
 def test_exact_and_near_duplicates_across_shards():
-    near = change(150)
-    shards = shards_of((["a", "b"], [BASE, "something else entirely, unrelated to the rest"]),
-                       (["c", "d", "e"], [BASE.upper(), near, "  " + BASE + "  "]))
-    (k0, r0), (k1, r1) = run_dedup(shards)
+    results, _, stats = dedup_shards([
+        shard(["a", "b"], [BASE, "something else entirely, unrelated to the rest"]),
+        shard(["c", "d", "e"], [BASE.upper(), change(150), "  " + BASE + "  "])])
+    (k0, r0), (k1, r1) = results
     assert k0["id"].to_pylist() == ["a", "b"] and r0.num_rows == 0
     assert k1["id"].to_pylist() == []
     assert r1["id"].to_pylist() == ["c", "d", "e"]
@@ -74,19 +132,75 @@ def test_exact_and_near_duplicates_across_shards():
     assert r1["rule"].to_pylist() == ["dedup.exact", "dedup.near", "dedup.exact"]
     assert r1["reason"][1].as_py() == "dedup.near: duplicate of a (cluster of 4)"
     assert "content_hash" in k0.column_names
+    assert stats["clusters"] == 1
 
 
-def test_result_does_not_depend_on_sharding():
+def test_transitive_chain_is_one_cluster_even_where_the_ends_differ_more():
+    # each step changes 12 more words: neighbours share ~0.8 of their 5-grams, the ends far less
+    chain = [BASE]
+    for step in range(3):
+        text = chain[-1]
+        for i in range(step * 100 + 5, step * 100 + 100, 8):
+            text = change(i, text, f"s{step}x{i}")
+        chain.append(text)
+    results, _, _ = dedup_shards([shard(["c0", "c1", "c2", "c3"], chain)], DedupSettings(verify=False, bands=32, rows=4))
+    assert removed(results) == [("c1", "c0", "dedup.near"), ("c2", "c0", "dedup.near"), ("c3", "c0", "dedup.near")]
+
+
+@pytest.mark.parametrize("keep,expected", [
+    ("first", [("long", "short", "dedup.near"), ("mid", "short", "dedup.near")]),
+    ("longest", [("mid", "long", "dedup.near"), ("short", "long", "dedup.near")]),
+    ("quality", [("long", "mid", "dedup.near"), ("short", "mid", "dedup.near")]),
+])
+def test_the_representative_rule_picks_who_stays(keep, expected):
+    texts = [BASE, BASE + " tail", BASE + " a longer tail"]
+    table = shard(["short", "mid", "long"], texts, score=[0.5, 0.9, 0.7])
+    results, _, _ = dedup_shards([table], DedupSettings(keep=keep))
+    assert removed(results) == expected
+
+
+def test_verification_drops_candidates_below_the_threshold():
+    # one band of one row: every pair sharing a single minimum becomes a candidate
+    texts = [BASE, " ".join(BASE.split()[:150] + [f"other{i}" for i in range(150)])]  # Jaccard about 0.33
+    loose = DedupSettings(bands=1, rows=1, num_perm=128, seed=5, verify=False)  # seed 5: the minima collide
+    assert removed(dedup_shards([shard(["x", "y"], texts)], loose)[0]) == [("y", "x", "dedup.near")]
+    results, _, stats = dedup_shards([shard(["x", "y"], texts)], loose.model_copy(update={"verify": True}))
+    assert removed(results) == []
+    assert stats == {"candidate_pairs": 1, "verified_pairs": 0, "clusters": 0}
+
+
+def test_result_does_not_depend_on_sharding_or_key_ranges():
     texts = [BASE, change(10), "unique text number one here", change(200),
              "unique text number two here", "unique text number one here"]
     ids = [f"t{i}" for i in range(len(texts))]
-    one = run_dedup(shards_of((ids, texts)))
-    three = run_dedup(shards_of((ids[:2], texts[:2]), (ids[2:4], texts[2:4]), (ids[4:], texts[4:])))
-    removed = lambda runs: sorted(zip(*(sum((r[1][c].to_pylist() for r in runs), []) for c in ("id", "duplicate_of"))))
-    assert removed(one) == removed(three) == [("t1", "t0"), ("t3", "t0"), ("t5", "t2")]
+    one, _, _ = dedup_shards([shard(ids, texts)])
+    three, _, _ = dedup_shards([shard(ids[:2], texts[:2]), shard(ids[2:4], texts[2:4]), shard(ids[4:], texts[4:])])
+    split, _, _ = dedup_shards([shard(ids, texts)], DedupSettings(max_band_rows=2))
+    assert removed(one) == removed(three) == removed(split) == [
+        ("t1", "t0", "dedup.near"), ("t3", "t0", "dedup.near"), ("t5", "t2", "dedup.exact")]
 
 
 def test_documents_without_words_only_match_exactly():
-    (kept, rejected), = run_dedup(shards_of((["x", "y", "z"], ["...", "!!!", "..."])))
-    assert kept["id"].to_pylist() == ["x", "y"]
-    assert rejected["duplicate_of"].to_pylist() == ["x"]
+    results, _, _ = dedup_shards([shard(["x", "y", "z"], ["...", "!!!", "..."])])
+    assert results[0][0]["id"].to_pylist() == ["x", "y"]
+    assert removed(results) == [("z", "x", "dedup.exact")]
+
+
+def test_published_documents_stay_and_new_copies_of_them_go():
+    first, index, _ = dedup_shards([shard(["old1", "old2"], [BASE, "an old document about something else"])])
+    assert removed(first) == []
+    assert index[0][1]["id"].to_pylist() == ["old1", "old2"]
+    new = shard(["new1", "new2", "new3"], [change(7), "a brand new document", "An old document about something ELSE"])
+    results, _, _ = dedup_shards([new], DedupSettings(keep="longest"), published=index)
+    assert removed(results) == [("new1", "old1", "dedup.near"), ("new3", "old2", "dedup.exact")]
+    assert results[0][0]["id"].to_pylist() == ["new2"]
+
+
+def test_index_entries_keep_the_kept_rows_renumbered():
+    table = shard(["a", "b", "c"], [BASE, BASE, "other words here"])
+    keys, docs = sketch_shard(table, DedupSettings())
+    k, d = index_entries(keys, docs, np.array([1]))
+    assert d["id"].to_pylist() == ["a", "c"]
+    assert k.num_rows == 2 * 10 and set(k["row"].to_pylist()) == {0, 1}
+    exact = k.filter(pa.compute.equal(k["band"], EXACT_BAND))
+    assert exact["key"].to_pylist() == keys.filter(pa.compute.equal(keys["band"], EXACT_BAND))["key"].to_pylist()[::2]

@@ -1,12 +1,18 @@
 """Deduplication: exact (content hash) and near-duplicate (MinHash LSH), shard-parallel and disk-backed.
 
-1. `signature_table` per shard: content hash and LSH band keys (written next to the stage's output);
-2. `band_edges` per band (and once for the content hash): candidate pairs from equal keys;
-3. `duplicate_table`: connected components over all pairs, one representative each (first seen);
+1. `sketch_shard` per shard: band keys (one row group per band, the exact content key as band -1) and a
+   document table (id, content hash, length, score, MinHash signature);
+2. per band and key range: `candidate_edges` between documents sharing a key;
+3. `cluster`: optional verification of candidates by estimated Jaccard, connected components over the
+   edges, one representative per cluster by `keep`; memory follows the candidates, not the corpus;
 4. `drop_duplicates` per shard: removed rows go to `_rejected/` with the id they duplicate.
+The kept documents' keys and document tables, written under `index/<version>/` once the version is
+published, are what later runs dedup against (`against_published`).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -14,9 +20,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from tasks.dedup.clusters import clusters, doc_keys, group_edges
-from tasks.dedup.minhash import band_keys, content_hashes, lsh_params, signatures
+from tasks.dedup.clusters import components, doc_keys, group_edges, representatives
+from tasks.dedup.minhash import band_keys, lsh_params, sketch
 from tasks.records import Check, Settings, split_by_checks
+
+EXACT_BAND = -1
+KEYS_SCHEMA = pa.schema([("band", pa.int16()), ("key", pa.int64()), ("row", pa.int32())])
+DROPS_SCHEMA = pa.schema([("doc", pa.int64()), ("row", pa.int32()), ("duplicate_of", pa.string()), ("duplicate_hash", pa.string()),
+                          ("cluster_size", pa.int64())])
+
+
+NODES_SCHEMA = pa.schema([("id", pa.string()), ("content_hash", pa.string()), ("length", pa.int64()),
+                          ("score", pa.float64()), ("signature", pa.binary()), ("doc", pa.int64())])
 
 
 class DedupSettings(Settings):
@@ -28,6 +43,14 @@ class DedupSettings(Settings):
     bands: int | None = Field(None, ge=1, description="LSH bands; with rows, overrides the threshold's choice")
     rows: int | None = Field(None, ge=1)
     seed: int = 1
+    verify: bool = Field(True, description="drop candidate pairs whose estimated Jaccard is below the threshold")
+    keep: Literal["first", "longest", "quality"] = Field(
+        "first", description="which document of a cluster stays: first seen, longest text, or highest quality_column")
+    quality_column: str = Field("lang_score", description="numeric column ranking documents when keep is 'quality'")
+    against_published: bool = Field(
+        False, description="also remove documents that duplicate any version already published under the output")
+    max_band_rows: int = Field(20_000_000, ge=1, description="band keys one candidate task holds; "
+                                                             "bigger bands are split by key range")
 
     @model_validator(mode="after")
     def _bands_and_rows(self):
@@ -40,64 +63,148 @@ class DedupSettings(Settings):
     def lsh(self) -> tuple[int, int]:
         return (self.bands, self.rows) if self.bands else lsh_params(self.threshold, self.num_perm)
 
+    def active_bands(self) -> list[int]:
+        return ([EXACT_BAND] if self.exact else []) + (list(range(self.lsh()[0])) if self.near else [])
 
-def band_column(band: int) -> str:
-    return f"band_{band:03d}"
+    def sketch_params(self) -> dict:
+        """What near-duplicate band keys depend on: an index built with other values only matches exactly."""
+        bands, rows = self.lsh()
+        return {"ngram": self.ngram, "num_perm": self.num_perm, "seed": self.seed, "bands": bands, "rows": rows}
 
-
-def signature_table(table: pa.Table, shard: int, settings: DedupSettings) -> pa.Table:
-    """Per row: global key, id, content hash and (for near dedup) its LSH band keys."""
-    columns = {"doc": doc_keys(shard, table.num_rows), "id": table["id"],
-               "content_hash": pa.array(content_hashes(table["text"]), pa.string())}
-    if settings.near:
-        bands, rows = settings.lsh()
-        sig, has = signatures(table["text"], settings.num_perm, settings.ngram, settings.seed)
-        keys = band_keys(sig, bands, rows).view(np.int64)
-        for band in range(bands):  # a document without words has no shingles: no band key, exact dedup only
-            columns[band_column(band)] = pa.array(keys[:, band], pa.int64(), mask=~has)
-    return pa.table(columns)
+    def key_parts(self, documents: int) -> int:
+        """Key ranges per band (a power of two) so one candidate task holds at most max_band_rows keys."""
+        return 1 << max(0, int(np.ceil(np.log2(max(1, documents) / self.max_band_rows))))
 
 
-def band_edges(docs: pa.ChunkedArray, keys: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs of one band (or of the content hash): documents sharing a key."""
-    valid = pc.is_valid(keys)
-    docs = np.asarray(docs.filter(valid), dtype=np.int64)
-    keys = keys.filter(valid)
-    keys = np.asarray(keys, dtype=np.int64) if pa.types.is_integer(keys.type) else pd.factorize(np.asarray(keys))[0]
-    return group_edges(docs, keys)
+def signature_type(num_perm: int) -> pa.DataType:
+    return pa.binary(4 * num_perm)
 
 
-DUPLICATES_SCHEMA = pa.schema([("doc", pa.int64()), ("representative", pa.int64()), ("cluster_size", pa.int64())])
+def blank_signatures(n: int, num_perm: int) -> pa.Array:
+    """All-zero signatures: placeholders where a shard's own are not comparable."""
+    return pa.FixedSizeBinaryArray.from_buffers(signature_type(num_perm), n, [None, pa.py_buffer(bytes(4 * num_perm * n))])
 
 
-def duplicate_table(edges: list[tuple[np.ndarray, np.ndarray]]) -> pa.Table:
-    """Every document that duplicates another: its representative (the cluster's first seen) and cluster size."""
-    u = np.concatenate([e[0] for e in edges]) if edges else np.zeros(0, dtype=np.int64)
-    v = np.concatenate([e[1] for e in edges]) if edges else np.zeros(0, dtype=np.int64)
-    nodes, rep, size = clusters(u, v)
-    drop = nodes != rep
-    return pa.table([nodes[drop], rep[drop], size[drop]], schema=DUPLICATES_SCHEMA)
+def signature_matrix(signatures: pa.ChunkedArray, num_perm: int) -> np.ndarray:
+    """(docs x num_perm) uint32 view of a signature column."""
+    arr = signatures.combine_chunks()
+    flat = np.frombuffer(arr.buffers()[1], dtype=np.uint32)
+    return flat[arr.offset * num_perm:(arr.offset + len(arr)) * num_perm].reshape(len(arr), num_perm)
 
 
-def drop_duplicates(table: pa.Table, signature: pa.Table, duplicates: pa.Table,
-                    representatives: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """(kept, rejected) of one shard. `duplicates` lists this shard's removed docs; `representatives` maps
-    representative keys to their id and content hash (for `duplicate_of` and exact-versus-near)."""
-    table = table.append_column("content_hash", signature["content_hash"])
-    dup = duplicates.to_pandas().set_index("doc")
-    reps = representatives.to_pandas().set_index("doc")
-    docs = np.asarray(signature["doc"])
-    removed = np.isin(docs, dup.index.to_numpy())
-    row_rep = dup["representative"].reindex(docs).to_numpy()
-    rep_id = reps["id"].reindex(row_rep).to_numpy(dtype=object)
-    rep_hash = reps["content_hash"].reindex(row_rep).to_numpy(dtype=object)
-    exact = removed & (rep_hash == np.asarray(table["content_hash"], dtype=object))
-    size = dup["cluster_size"].reindex(docs).to_numpy()
-    label = np.full(len(docs), "", dtype=object)
-    label[removed] = [f"duplicate of {r} (cluster of {int(s)})" for r, s in zip(rep_id[removed], size[removed])]
-    table = table.append_column("duplicate_of", pa.array(np.where(removed, rep_id, None), pa.string()))
+def sketch_shard(table: pa.Table, settings: DedupSettings, score: pa.ChunkedArray | None = None) -> tuple[pa.Table, pa.Table]:
+    """(band keys, documents) of one shard. Keys hold n_docs rows per band, band after band (one row group
+    each); a document without words has a null key in the near bands: it can only match exactly."""
+    n = table.num_rows
+    bands, rows = settings.lsh()
+    sig, shingles, content = sketch(table["text"], settings.num_perm, settings.ngram, settings.seed)
+    near = band_keys(sig, bands, rows).view(np.int64)
+    key_columns, ids = [], []
+    for band in settings.active_bands():
+        key_columns.append(pa.array(content[:, 0].view(np.int64)) if band == EXACT_BAND
+                           else pa.array(near[:, band], mask=shingles == 0))
+        ids.append(np.full(n, band, dtype=np.int16))
+    keys = pa.table([pa.array(np.concatenate(ids) if ids else [], pa.int16()),
+                     pa.concat_arrays(key_columns) if key_columns else pa.array([], pa.int64()),
+                     pa.array(np.tile(np.arange(n, dtype=np.int32), len(key_columns)), pa.int32())], schema=KEYS_SCHEMA)
+    docs = pa.table({
+        "id": table["id"],
+        "content_hash": pa.array([f"{a:016x}{b:016x}" for a, b in content.tolist()], pa.string()),
+        "length": pc.utf8_length(table["text"]).cast(pa.int64()),
+        "score": score.cast(pa.float64()) if score is not None else pa.nulls(n, pa.float64()),
+        "signature": pa.FixedSizeBinaryArray.from_buffers(signature_type(settings.num_perm), n,
+                                                          [None, pa.py_buffer(sig.tobytes())]),
+    })
+    return keys, docs
+
+
+def key_part(keys: np.ndarray, parts: int) -> np.ndarray:
+    """The key range (0..parts-1) of each 64-bit key: its top bits."""
+    if parts == 1:
+        return np.zeros(len(keys), dtype=np.int64)
+    return (keys.view(np.uint64) >> np.uint64(64 - parts.bit_length() + 1)).astype(np.int64)
+
+
+def candidate_edges(shard_keys: list[tuple[int, pa.Table]], part: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs of one band within one key range: every document sharing a key, linked to the first
+    that has it. `shard_keys` are (shard number, that shard's key and row columns for the band)."""
+    docs, keys = [], []
+    for shard, table in shard_keys:
+        table = table.filter(pc.is_valid(table["key"]))
+        key = np.asarray(table["key"], dtype=np.int64)
+        mine = key_part(key, parts) == part
+        docs.append(doc_keys(shard, np.asarray(table["row"])[mine]))
+        keys.append(key[mine])
+    if not docs:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return group_edges(np.concatenate(docs), np.concatenate(keys))
+
+
+def estimated_jaccard(sig_u: np.ndarray, sig_v: np.ndarray) -> np.ndarray:
+    return (sig_u == sig_v).mean(axis=1)
+
+
+def cluster(u: np.ndarray, v: np.ndarray, nodes: pa.Table, settings: DedupSettings) -> tuple[pa.Table, dict]:
+    """The removed documents (doc, duplicate_of id, its content hash, cluster size) and counts.
+
+    `nodes` describes every document on an edge: doc, id, content_hash, length, score, signature.
+    """
+    pairs = pd.DataFrame({"u": u, "v": v}).drop_duplicates()
+    u, v = pairs["u"].to_numpy(), pairs["v"].to_numpy()
+    nodes = nodes.sort_by("doc")
+    doc = np.asarray(nodes["doc"])
+    stats = {"candidate_pairs": len(u)}
+    if settings.verify and len(u):
+        sig = signature_matrix(nodes["signature"], settings.num_perm)
+        same = estimated_jaccard(sig[np.searchsorted(doc, u)], sig[np.searchsorted(doc, v)]) >= settings.threshold
+        u, v = u[same], v[same]
+    stats["verified_pairs"] = len(u)
+    if not len(u):
+        return DROPS_SCHEMA.empty_table(), stats | {"clusters": 0}
+    members, labels = components(u, v)
+    at = np.searchsorted(doc, members)
+    preference = {"first": np.zeros(len(members)),
+                  "longest": np.asarray(nodes["length"], dtype=np.float64)[at],
+                  "quality": np.asarray(nodes["score"].fill_null(-np.inf), dtype=np.float64)[at]}[settings.keep]
+    rep, size = representatives(members, labels, preference)
+    drop = (members != rep) & (members >= 0)  # published documents are never removed by a later run
+    rep_at = np.searchsorted(doc, rep[drop])
+    drops = pa.table({"doc": members[drop], "row": (members[drop] & 0xFFFFFFFF).astype(np.int32),
+                      "duplicate_of": nodes["id"].take(rep_at), "duplicate_hash": nodes["content_hash"].take(rep_at),
+                      "cluster_size": size[drop]}, schema=DROPS_SCHEMA)
+    return drops, stats | {"clusters": int(labels.max()) + 1}
+
+
+def drop_duplicates(table: pa.Table, content_hash: pa.ChunkedArray, drops: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(kept, rejected) of one shard; `drops` are its removed rows (row, duplicate_of, duplicate_hash, size)."""
+    n = table.num_rows
+    removed = np.zeros(n, dtype=bool)
+    rows = np.asarray(drops["row"], dtype=np.int64)
+    removed[rows] = True
+    rep_id = np.full(n, None, dtype=object)
+    rep_id[rows] = drops["duplicate_of"].to_numpy(zero_copy_only=False)
+    rep_hash = np.full(n, None, dtype=object)
+    rep_hash[rows] = drops["duplicate_hash"].to_numpy(zero_copy_only=False)
+    size = np.zeros(n, dtype=np.int64)
+    size[rows] = np.asarray(drops["cluster_size"])
+    exact = removed & (rep_hash == np.asarray(content_hash, dtype=object))
+    label = np.full(n, "", dtype=object)
+    label[removed] = [f"duplicate of {r} (cluster of {s})" for r, s in zip(rep_id[removed], size[removed].tolist())]
+    table = table.append_column("content_hash", content_hash).append_column(
+        "duplicate_of", pa.array(rep_id, pa.string()))
     kept, rejected = split_by_checks(table, [
         Check("dedup.exact", exact, label, ""),
         Check("dedup.near", removed & ~exact, label, ""),
     ])
     return kept.drop_columns(["duplicate_of"]), rejected
+
+
+def index_entries(keys: pa.Table, docs: pa.Table, removed: np.ndarray) -> tuple[pa.Table, pa.Table]:
+    """The kept documents' keys and document rows, renumbered 0..k-1: one shard of the dedup index."""
+    kept = np.ones(docs.num_rows, dtype=bool)
+    kept[removed] = False
+    new_row = np.cumsum(kept) - 1
+    rows = np.asarray(keys["row"])
+    keys = keys.filter(pa.array(kept[rows])).set_column(
+        2, "row", pa.array(new_row[rows[kept[rows]]].astype(np.int32)))
+    return keys, docs.filter(pa.array(kept))

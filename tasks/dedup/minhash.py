@@ -1,27 +1,36 @@
-"""MinHash signatures and LSH band keys for a batch of texts, vectorised over all shingles at once.
+"""MinHash signatures and exact-content hashes of a batch of texts, in one compiled pass over their bytes.
 
-The MinHash model is datasketch's: its "affine32" permutations (MurmurHash3 pre-mix, then a*h+b in
-uint32) seeded as `datasketch.MinHash(num_perm, seed)` seeds them, and LSH bands/rows as
-`datasketch.MinHashLSH` chooses them for a threshold. What datasketch does with a Python call per shingle
-(`update_batch`) is done here as NumPy array arithmetic over every shingle of the batch.
+The MinHash model is datasketch's: its "affine32" permutations (MurmurHash3 pre-mix of a 32-bit shingle
+hash, then a*h+b in uint32) seeded as `datasketch.MinHash(num_perm, seed)` seeds them, and LSH bands/rows
+as `datasketch.MinHashLSH` chooses them for a threshold. datasketch makes a Python call per shingle; here
+one Numba kernel walks the UTF-8 bytes of every document once: it finds words, hashes them, rolls them
+into n-gram shingles and takes the minimum over all permutations, so the cost is close to reading the text.
+
+Definitions (the reference in tests/test_dedup.py restates them in plain Python):
+- word: a maximal run of code points of Unicode category L* or N* in the lower-cased text;
+- word hash: FNV-1a 64 over the word's UTF-8 bytes; shingle hash: FNV-1a 64 over the n word hashes
+  (each as one 64-bit unit), folded to 32 bits as `high ^ low`. A document with fewer than n words has
+  one shingle made of all of them; a document without words has none.
+- content hash (exact duplicates): two 64-bit hashes of the lower-cased text with ASCII whitespace runs
+  collapsed to one space and trimmed.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from functools import lru_cache
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from datasketch import MinHash, MinHashLSH
-from datasketch.minhash import _fmix
+from numba import njit
 
-from tasks.preprocess.text import flatten
-
-MIX = np.uint64(0x100000001B3)  # FNV-1a 64-bit prime: combines word hashes into n-gram hashes
-BLOCK_SHINGLES = 1 << 16        # shingles per (shingles x num_perm) block: bounds memory at 32 MB for 128 perms
-WORD_SPLIT = r"[^\pL\pN]+"      # words for similarity: letters and digits, punctuation dropped
+FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+FNV_PRIME = np.uint64(0x100000001B3)
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+MAX_HASH = np.uint32(0xFFFFFFFF)
+M32 = np.uint64(0xFFFFFFFF)
 
 
 @lru_cache(maxsize=8)
@@ -37,90 +46,151 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     return lsh.b, lsh.r
 
 
-def similarity_words(texts) -> tuple[pa.Array, np.ndarray]:
-    """Lower-cased words without punctuation, and the document each belongs to."""
-    words, parent = flatten(pc.split_pattern_regex(pc.utf8_lower(texts), WORD_SPLIT))
-    keep = np.asarray(pc.not_equal(words, ""), dtype=bool)
-    return words.filter(pa.array(keep)), parent[keep]
+@lru_cache(maxsize=1)
+def word_characters() -> np.ndarray:
+    """1 for every code point of Unicode category L* or N* (Python's Unicode database), else 0."""
+    return np.fromiter((unicodedata.category(chr(c))[0] in "LN" for c in range(0x110000)),
+                       dtype=np.uint8, count=0x110000)
 
 
-def word_hashes(words: pa.Array) -> np.ndarray:
-    """A stable 64-bit hash per word: each distinct word is hashed once (SipHash via pandas)."""
-    encoded = pc.dictionary_encode(words)
-    distinct = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object)
-    return pd.util.hash_array(distinct, categorize=False)[np.asarray(encoded.indices)]
+def utf8_buffers(texts) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes, int64 offsets) of the lower-cased texts, zero-copy from Arrow where possible."""
+    arr = pc.utf8_lower(texts)
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    arr = arr.cast(pa.large_string())
+    _, offsets, data = arr.buffers()
+    offsets = np.frombuffer(offsets, dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
+    return data, offsets
 
 
-def shingle_hashes(texts, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """32-bit hashes of each document's word n-grams, and the document of each.
+@njit(cache=True, nogil=True)
+def _fmix32(h):
+    # Numba widens uint32 products to uint64: mask back to 32 bits after every multiply
+    h = np.uint64(h)
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(0x85EBCA6B)) & M32
+    h ^= h >> np.uint64(13)
+    h = (h * np.uint64(0xC2B2AE35)) & M32
+    return np.uint32(h ^ (h >> np.uint64(16)))
 
-    A document shorter than n words has one shingle: all of its words. A document without words has none.
+
+@njit(cache=True, nogil=True)
+def _fmix64(h):
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
+
+
+@njit(cache=True, nogil=True)
+def _shingle(ring, start, count, n):
+    """FNV-1a 64 over the last `count` word hashes of the ring (oldest first), folded to 32 bits."""
+    h = FNV_OFFSET
+    for i in range(count):
+        h = (h ^ ring[(start + i) % n]) * FNV_PRIME
+    return np.uint32((h >> np.uint64(32)) ^ (h & np.uint64(0xFFFFFFFF)))
+
+
+@njit(cache=True, nogil=True)
+def _permute_min(hv, a, b, row):
+    x = np.uint64(_fmix32(hv))
+    for p in range(a.shape[0]):
+        v = np.uint32((a[p] * x + b[p]) & M32)
+        if v < row[p]:
+            row[p] = v
+
+
+@njit(cache=True, nogil=True)
+def _scan(data, offsets, is_word, n, a, b, sig, shingles, content):
+    """Fill sig (docs x perms, preset to MAX_HASH), shingle counts and content hashes (docs x 2)."""
+    ring = np.zeros(n, dtype=np.uint64)
+    for d in range(offsets.shape[0] - 1):
+        pos, end = offsets[d], offsets[d + 1]
+        words = 0
+        in_word = False
+        wh = FNV_OFFSET
+        c1, c2 = FNV_OFFSET, GOLDEN
+        pending_space, any_text = False, False
+        row = sig[d]
+        while pos <= end:
+            if pos < end:
+                lead = data[pos]
+                if lead < 0x80:
+                    cp, size = np.int64(lead), 1
+                elif lead >= 0xF0:
+                    cp = ((np.int64(lead) & 0x07) << 18) | ((np.int64(data[pos + 1]) & 0x3F) << 12) | \
+                         ((np.int64(data[pos + 2]) & 0x3F) << 6) | (np.int64(data[pos + 3]) & 0x3F)
+                    size = 4
+                elif lead >= 0xE0:
+                    cp = ((np.int64(lead) & 0x0F) << 12) | ((np.int64(data[pos + 1]) & 0x3F) << 6) | \
+                         (np.int64(data[pos + 2]) & 0x3F)
+                    size = 3
+                else:
+                    cp, size = ((np.int64(lead) & 0x1F) << 6) | (np.int64(data[pos + 1]) & 0x3F), 2
+                word_char = is_word[cp] == 1
+            else:
+                cp, size, word_char = np.int64(0), 1, False  # the end of the text closes the last word
+            if word_char:
+                for k in range(size):
+                    wh = (wh ^ np.uint64(data[pos + k])) * FNV_PRIME
+                in_word = True
+            elif in_word:
+                ring[words % n] = wh
+                words += 1
+                if words >= n:
+                    _permute_min(_shingle(ring, words - n, n, n), a, b, row)
+                    shingles[d] += 1
+                wh = FNV_OFFSET
+                in_word = False
+            if pos < end:  # content hash of the whitespace-normalised text
+                if cp == 32 or cp == 9 or cp == 10 or cp == 12 or cp == 13:
+                    pending_space = any_text
+                else:
+                    if pending_space:
+                        c1 = (c1 ^ np.uint64(32)) * FNV_PRIME
+                        c2 = (c2 + np.uint64(32)) * GOLDEN
+                        pending_space = False
+                    for k in range(size):
+                        c1 = (c1 ^ np.uint64(data[pos + k])) * FNV_PRIME
+                        c2 = (c2 + np.uint64(data[pos + k])) * GOLDEN
+                    any_text = True
+            pos += size
+        if 0 < words < n:
+            _permute_min(_shingle(ring, 0, words, n), a, b, row)
+            shingles[d] = 1
+        content[d, 0] = _fmix64(c1)
+        content[d, 1] = _fmix64(c2)
+
+
+def sketch(texts, num_perm: int, ngram: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(docs x num_perm) uint32 MinHash signatures, shingles per document, and (docs x 2) uint64 content hashes.
+
+    A document without shingles keeps the all-max signature: callers mask it out of the LSH bands.
     """
-    n_docs = len(texts)
-    words, parent = similarity_words(texts)
-    w = word_hashes(words)
-    m = len(w)
-    counts = np.bincount(parent, minlength=n_docs)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    h = np.zeros(m, dtype=np.uint64)
-    short_hashes, short_docs = [], []
-    with np.errstate(over="ignore"):
-        for j in range(n):
-            h[: m - j] = h[: m - j] * MIX + w[j:]
-            short = np.flatnonzero(counts == j + 1)
-            if j + 1 < n and len(short):
-                short_hashes.append(h[starts[short]].copy())
-                short_docs.append(short)
-    valid = np.zeros(m, dtype=bool)
-    if m >= n:
-        valid[: m - n + 1] = parent[: m - n + 1] == parent[n - 1:]
-    hashes = np.concatenate([h[valid], *short_hashes])
-    docs = np.concatenate([parent[valid], *short_docs]).astype(np.int64)
-    order = np.argsort(docs, kind="stable")
-    hv = (hashes[order] >> np.uint64(32)) ^ (hashes[order] & np.uint64(0xFFFFFFFF))
-    return hv.astype(np.uint32), docs[order]
-
-
-def signatures(texts, num_perm: int, ngram: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n_docs x num_perm) uint32 MinHash signatures, and a mask of documents that have any shingle."""
-    n_docs = len(texts)
-    hv, docs = shingle_hashes(texts, ngram)
+    data, offsets = utf8_buffers(texts)
     a, b = permutations(num_perm, seed)
-    sig = np.full((n_docs, num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
-    has = np.bincount(docs, minlength=n_docs) > 0
-    if len(hv) == 0:
-        return sig, has
-    hv = _fmix(hv, 32)
-    bounds = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])  # first shingle of each document with shingles
-    pos = 0
-    while pos < len(bounds):
-        # a block of whole documents, about BLOCK_SHINGLES shingles (at least one document)
-        end = max(pos + 1, int(np.searchsorted(bounds, bounds[pos] + BLOCK_SHINGLES, side="right")) - 1)
-        end = min(end, len(bounds))
-        lo, hi = bounds[pos], bounds[end] if end < len(bounds) else len(hv)
-        with np.errstate(over="ignore"):
-            phv = hv[lo:hi, None] * a + b
-        sig[docs[bounds[pos:end]]] = np.minimum.reduceat(phv, bounds[pos:end] - lo, axis=0)
-        pos = end
-    return sig, has
+    n_docs = len(offsets) - 1
+    sig = np.full((n_docs, num_perm), MAX_HASH, dtype=np.uint32)
+    shingles = np.zeros(n_docs, dtype=np.int64)
+    content = np.zeros((n_docs, 2), dtype=np.uint64)
+    _scan(data, offsets, word_characters(), ngram, a, b, sig, shingles, content)
+    return sig, shingles, content
+
+
+@njit(cache=True, nogil=True)
+def _band_keys(sig, bands, rows, keys):
+    for d in range(sig.shape[0]):
+        for band in range(bands):
+            k = np.uint64(band) * GOLDEN
+            for r in range(band * rows, (band + 1) * rows):
+                k = (k ^ np.uint64(sig[d, r])) * FNV_PRIME
+            keys[d, band] = _fmix64(k)
 
 
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """(n_docs x bands) 64-bit keys: documents equal on all `rows` values of a band share its key."""
+    """(docs x bands) 64-bit keys: documents equal on all `rows` values of a band share its key."""
     keys = np.zeros((sig.shape[0], bands), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for band in range(bands):
-            k = np.full(sig.shape[0], np.uint64(band), dtype=np.uint64)
-            for col in sig[:, band * rows:(band + 1) * rows].T:
-                k = (k ^ col.astype(np.uint64)) * MIX
-            keys[:, band] = _fmix(k, 64)
+    _band_keys(sig, bands, rows, keys)
     return keys
-
-
-def content_hashes(texts) -> list[str]:
-    """128-bit hex hash of the text with case and whitespace normalised: equal hashes, exact duplicates."""
-    norm = pc.utf8_trim_whitespace(pc.replace_substring_regex(pc.utf8_lower(texts), r"\s+", " "))
-    values = norm.to_numpy(zero_copy_only=False).astype(object)
-    h1 = pd.util.hash_array(values, hash_key="curate-content-1", categorize=False)
-    h2 = pd.util.hash_array(values, hash_key="curate-content-2", categorize=False)
-    return [f"{x:016x}{y:016x}" for x, y in zip(h1.tolist(), h2.tolist())]
