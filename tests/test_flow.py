@@ -158,3 +158,46 @@ def test_s3_sources_and_output_on_an_existing_dask_scheduler(tmp_path, s3):
     assert sum(s["rows"] for s in manifest["splits"].values()) == 28
     assert "testing" not in json.dumps(manifest["config"])  # credentials never reach the manifest
     assert len(fs.glob("curate/datasets/e2e/versions/v1/*/part-*.parquet")) == 3
+
+
+def exported(out: Path, version: str):
+    return read([str(p) for p in sorted((out / "versions" / version).glob("*/part-*.parquet"))])
+
+
+def test_a_later_run_dedups_against_the_published_version(local_run, tmp_path):
+    summary, first_out = local_run
+    out = tmp_path / "out"
+    shutil.copytree(first_out, out)
+    assert json.loads((out / "index" / "v1" / "index.json").read_text())["documents"] == 28
+    old = {r["id"]: r["text"] for r in exported(out, "v1").to_pylist()}
+    a, b, c = sorted(old)[:3]
+    words = old[b].split()
+    words[len(words) // 2] = "altered"
+    new = [{"id": "copy-a", "text": old[a]}, {"id": "near-b", "text": " ".join(words)},
+           {"id": "lower-c", "text": old[c].lower()},
+           {"id": "fresh-1", "text": old[a] + "\n\n" + old[b]}, {"id": "fresh-2", "text": old[c] + "\n\n" + old[a]}]
+    (tmp_path / "new.jsonl").write_text("".join(json.dumps(r) + "\n" for r in new))
+    config = load_config(make_config(tmp_path, str(tmp_path / "new.jsonl"), str(out),
+                                     dedup={"against_published": True}), {"export.version": "v2"})
+    second = run_pipeline(config)
+    assert second["stages"]["preprocess"]["kept"] == 5
+    assert second["stages"]["dedup"] == {"in": 5, "kept": 2, "quarantined": 0,
+                                         "rejected": {"dedup.exact": 2, "dedup.near": 1}}
+    removed = read(out / "runs" / second["run_id"] / "dedup" / "_rejected").to_pylist()
+    assert sorted((r["id"], r["duplicate_of"], r["rule"]) for r in removed) == [
+        ("copy-a", a, "dedup.exact"), ("lower-c", c, "dedup.exact"), ("near-b", b, "dedup.near")]
+    assert sorted(exported(out, "v2")["id"].to_pylist()) == ["fresh-1", "fresh-2"]
+    assert json.loads((out / "index" / "v2" / "index.json").read_text())["documents"] == 2
+    with pytest.raises(FailedRun, match="version 'v2' is already published"):
+        run_pipeline(config)
+
+
+def test_results_do_not_depend_on_workers_shards_or_key_ranges(local_run, tmp_path):
+    summary, out = local_run
+    config = load_config(make_config(tmp_path, str(E2E / "*.jsonl*"), str(tmp_path / "out")),
+                         {"collect.shard_rows": 7, "dask.n_workers": 1, "dedup.max_band_rows": 10})
+    other = run_pipeline(config)
+    assert other["stages"] == summary["stages"]
+    rejected = lambda o, s: sorted((r["id"], r["duplicate_of"]) for r in read(o / "runs" / s["run_id"] / "dedup" / "_rejected").to_pylist())
+    assert rejected(tmp_path / "out", other) == rejected(out, summary)
+    assert sorted(exported(tmp_path / "out", "v1")["id"].to_pylist()) == sorted(exported(out, "v1")["id"].to_pylist())
