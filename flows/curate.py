@@ -21,6 +21,7 @@ from prefect_dask import DaskTaskRunner
 
 from flows.config import DaskSettings, PipelineConfig
 from tasks import collect, gates, stages
+from tasks.dedup import DedupSettings
 from tasks.dedup import index as dedup_index
 from tasks.export import SPLITS, new_version, publish
 from tasks.storage import Store
@@ -123,7 +124,7 @@ def curate_once(config: PipelineConfig) -> dict:
     logger.info("preprocess: %s", counts["preprocess"])
     gate_results.append(run_gate("clean", store, run, [(run, "preprocess", s) for s in shards], config))
 
-    counts["dedup"], clustering = deduplicate(store, run, shards, version, counts["preprocess"]["kept"], config)
+    counts["dedup"], clustering = deduplicate(store, run, shards, version, counts["preprocess"]["kept"], config.dedup)
     logger.info("dedup: %s; %s", counts["dedup"], clustering)
     try:
         gate_results.append(run_gate("dedup", store, run, [(run, "dedup", s) for s in shards], config))
@@ -169,9 +170,9 @@ def curate_once(config: PipelineConfig) -> dict:
 
 
 def deduplicate(store: Store, run: str, shards: list[str], version: str, documents: int,
-                config: PipelineConfig) -> tuple[dict, dict]:
-    """Sketch per shard, candidates per band and key range, one clustering, a filter per shard (DESIGN 6)."""
-    settings = config.dedup
+                settings: DedupSettings) -> tuple[dict, dict]:
+    """Sketch per shard, candidates per band and key range, one clustering, a filter per shard (DESIGN 6).
+    Reads `<run>/preprocess/<shard>`, writes `<run>/dedup/` and the version's uncommitted index."""
     for f in stages.dedup_sketch.map(unmapped(store), unmapped(run), shards, unmapped(settings)):
         f.result()
     sources = dedup_index.run_sources(run, shards)
@@ -179,7 +180,8 @@ def deduplicate(store: Store, run: str, shards: list[str], version: str, documen
         published, published_docs = dedup_index.published_sources(store, settings)
         sources, documents = published + sources, documents + published_docs
     parts = settings.key_parts(documents)
-    work = [(band, part) for band in settings.active_bands() for part in range(parts)]
+    groups = settings.band_groups(documents)
+    work = [(bands, part) for bands in groups for part in range(parts)]
     for f in stages.dedup_candidates.map(unmapped(store), unmapped(run), unmapped(sources),
                                          [b for b, _ in work], [p for _, p in work], unmapped(parts)):
         f.result()

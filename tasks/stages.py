@@ -59,14 +59,18 @@ def dedup_sketch(store: Store, run: str, shard: str, settings: dedup.DedupSettin
     return table.num_rows
 
 
-@task(name="dedup-candidates", task_run_name="candidates band {band} keys {part}/{parts}", **IO_RETRIES)
-def dedup_candidates(store: Store, run: str, sources: list[KeySource], band: int, part: int, parts: int) -> int:
-    shard_keys = [(src.number, store.read_table(*src.keys, columns=["key", "row"], filters=[("band", "==", band)]))
-                  for src in sources if src.has_band(band)]
-    u, v = dedup.candidate_edges(shard_keys, part, parts)
-    store.write_table(pa.table({"u": u, "v": v}), run, "dedup", "_work", "edges",
-                      f"band-{band + 1:03d}-part-{part:05d}.parquet")
-    return len(u)
+@task(name="dedup-candidates", task_run_name="candidates bands {bands} keys {part}/{parts}", **IO_RETRIES)
+def dedup_candidates(store: Store, run: str, sources: list[KeySource], bands: list[int], part: int, parts: int) -> int:
+    """One band at a time: memory holds one band's keys in this key range."""
+    found = 0
+    for band in bands:
+        shard_keys = [(src.number, store.read_table(*src.keys, columns=["key", "row"], filters=[("band", "==", band)]))
+                      for src in sources if src.has_band(band)]
+        u, v = dedup.candidate_edges(shard_keys, part, parts)
+        store.write_table(pa.table({"u": u, "v": v}), run, "dedup", "_work", "edges",
+                          f"band-{band + 1:03d}-part-{part:05d}.parquet")
+        found += len(u)
+    return found
 
 
 @task(name="dedup-clusters", task_run_name="clusters", **IO_RETRIES)

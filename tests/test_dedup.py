@@ -5,8 +5,7 @@ import pyarrow as pa
 import pytest
 from datasketch import MinHash
 
-from tasks.dedup import (EXACT_BAND, DedupSettings, candidate_edges, cluster, doc_keys, drop_duplicates,
-                         index_entries, key_part, sketch_shard)
+from tasks.dedup import EXACT_BAND, DedupSettings, dedup_tables, index_entries, key_part, sketch_shard
 from tasks.dedup.clusters import components, group_edges, representatives
 from tasks.dedup.minhash import lsh_params, sketch
 
@@ -62,6 +61,10 @@ def test_key_ranges_split_a_band_by_the_top_bits():
     assert DedupSettings(max_band_rows=100).key_parts(100) == 1
     assert DedupSettings(max_band_rows=100).key_parts(101) == 2
     assert DedupSettings(max_band_rows=100).key_parts(1000) == 16
+    # small bands share a task (each costs ~0.1 s of orchestration); large ones get their own
+    assert DedupSettings(max_band_rows=100).band_groups(10) == [[EXACT_BAND, *range(9)]]
+    assert DedupSettings(max_band_rows=100).band_groups(40) == [[-1, 0], [1, 2], [3, 4], [5, 6], [7, 8]]
+    assert DedupSettings(max_band_rows=100).band_groups(1000) == [[b] for b in [EXACT_BAND, *range(9)]]
     keys = np.array([0, 1 << 62, -(1 << 63), -1], dtype=np.int64)  # top bits 00, 01, 10, 11
     assert key_part(keys, 4).tolist() == [0, 1, 2, 3]
     assert key_part(keys, 2).tolist() == [0, 0, 1, 1]
@@ -90,25 +93,7 @@ def test_representative_rule_first_longest_and_published():
 
 
 def dedup_shards(tables, settings=DedupSettings(), published=()):
-    """The four dedup steps of the flow, in one process: [(kept, rejected)] per shard."""
-    sketches = [sketch_shard(t, settings, t["score"] if "score" in t.column_names else None) for t in tables]
-    numbered = [(-len(published) + j, keys, docs) for j, (keys, docs) in enumerate(published)]
-    numbered += [(i, keys, docs) for i, (keys, docs) in enumerate(sketches)]
-    us, vs = [], []
-    for band in settings.active_bands():
-        for part in range(settings.key_parts(sum(t.num_rows for t in tables))):
-            u, v = candidate_edges([(n, keys.filter(pa.compute.equal(keys["band"], band)))
-                                    for n, keys, _ in numbered], part, settings.key_parts(sum(t.num_rows for t in tables)))
-            us.append(u)
-            vs.append(v)
-    nodes = pa.concat_tables([docs.append_column("doc", pa.array(doc_keys(n, docs.num_rows))) for n, _, docs in numbered])
-    drops, stats = cluster(np.concatenate(us), np.concatenate(vs), nodes, settings)
-    shard_of = np.asarray(drops["doc"]) >> 32
-    results = [drop_duplicates(t, docs["content_hash"], drops.filter(pa.array(shard_of == i)))
-               for i, (t, (_, docs)) in enumerate(zip(tables, sketches))]
-    index = [index_entries(keys, docs, np.asarray(drops.filter(pa.array(shard_of == i))["row"]))
-             for i, (keys, docs) in enumerate(sketches)]
-    return results, index, stats
+    return dedup_tables(tables, settings.model_copy(update={"quality_column": "score"}), list(published))
 
 
 def shard(ids, texts, **columns):
@@ -167,6 +152,12 @@ def test_verification_drops_candidates_below_the_threshold():
     results, _, stats = dedup_shards([shard(["x", "y"], texts)], loose.model_copy(update={"verify": True}))
     assert removed(results) == []
     assert stats == {"candidate_pairs": 1, "verified_pairs": 0, "clusters": 0}
+
+
+def test_cluster_counts_report_cluster_sizes():
+    texts = [BASE, change(3), change(250), "another text entirely, with words", "another text entirely, with words"]
+    _, _, stats = dedup_shards([shard([f"d{i}" for i in range(5)], texts)])
+    assert stats["clusters"] == 2 and stats["cluster_sizes"] == {2: 1, 3: 1}
 
 
 def test_result_does_not_depend_on_sharding_or_key_ranges():

@@ -49,7 +49,7 @@ class DedupSettings(Settings):
     quality_column: str = Field("lang_score", description="numeric column ranking documents when keep is 'quality'")
     against_published: bool = Field(
         False, description="also remove documents that duplicate any version already published under the output")
-    max_band_rows: int = Field(20_000_000, ge=1, description="band keys one candidate task holds; "
+    max_band_rows: int = Field(20_000_000, ge=1, description="band keys one candidate task holds in memory; "
                                                              "bigger bands are split by key range")
 
     @model_validator(mode="after")
@@ -71,6 +71,12 @@ class DedupSettings(Settings):
         bands, rows = self.lsh()
         return {"ngram": self.ngram, "num_perm": self.num_perm, "seed": self.seed, "bands": bands, "rows": rows}
 
+    def band_groups(self, documents: int) -> list[list[int]]:
+        """Bands handed to one candidate task together: as many as fit max_band_rows keys (a task has a cost)."""
+        per_task = max(1, self.max_band_rows // max(1, documents))
+        bands = self.active_bands()
+        return [bands[i:i + per_task] for i in range(0, len(bands), per_task)]
+
     def key_parts(self, documents: int) -> int:
         """Key ranges per band (a power of two) so one candidate task holds at most max_band_rows keys."""
         return 1 << max(0, int(np.ceil(np.log2(max(1, documents) / self.max_band_rows))))
@@ -85,9 +91,10 @@ def blank_signatures(n: int, num_perm: int) -> pa.Array:
     return pa.FixedSizeBinaryArray.from_buffers(signature_type(num_perm), n, [None, pa.py_buffer(bytes(4 * num_perm * n))])
 
 
-def signature_matrix(signatures: pa.ChunkedArray, num_perm: int) -> np.ndarray:
+def signature_matrix(signatures: pa.ChunkedArray) -> np.ndarray:
     """(docs x num_perm) uint32 view of a signature column."""
     arr = signatures.combine_chunks()
+    num_perm = arr.type.byte_width // 4
     flat = np.frombuffer(arr.buffers()[1], dtype=np.uint32)
     return flat[arr.offset * num_perm:(arr.offset + len(arr)) * num_perm].reshape(len(arr), num_perm)
 
@@ -144,20 +151,33 @@ def estimated_jaccard(sig_u: np.ndarray, sig_v: np.ndarray) -> np.ndarray:
     return (sig_u == sig_v).mean(axis=1)
 
 
-def cluster(u: np.ndarray, v: np.ndarray, nodes: pa.Table, settings: DedupSettings) -> tuple[pa.Table, dict]:
-    """The removed documents (doc, duplicate_of id, its content hash, cluster size) and counts.
-
-    `nodes` describes every document on an edge: doc, id, content_hash, length, score, signature.
-    """
+def distinct_pairs(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs once each: bands of the same documents repeat them."""
     pairs = pd.DataFrame({"u": u, "v": v}).drop_duplicates()
-    u, v = pairs["u"].to_numpy(), pairs["v"].to_numpy()
+    return pairs["u"].to_numpy(), pairs["v"].to_numpy()
+
+
+def verified_pairs(u: np.ndarray, v: np.ndarray, nodes: pa.Table, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs whose Jaccard estimated from the full signatures reaches the threshold.
+
+    `nodes` describes every document on a pair, sorted by doc: doc, id, content_hash, length, score, signature.
+    """
+    if not len(u):
+        return u, v
+    doc = np.asarray(nodes["doc"])
+    sig = signature_matrix(nodes["signature"])
+    same = estimated_jaccard(sig[np.searchsorted(doc, u)], sig[np.searchsorted(doc, v)]) >= threshold
+    return u[same], v[same]
+
+
+def cluster(u: np.ndarray, v: np.ndarray, nodes: pa.Table, settings: DedupSettings) -> tuple[pa.Table, dict]:
+    """The removed documents (doc, row, duplicate_of id, its content hash, cluster size) and counts."""
     nodes = nodes.sort_by("doc")
     doc = np.asarray(nodes["doc"])
+    u, v = distinct_pairs(u, v)
     stats = {"candidate_pairs": len(u)}
-    if settings.verify and len(u):
-        sig = signature_matrix(nodes["signature"], settings.num_perm)
-        same = estimated_jaccard(sig[np.searchsorted(doc, u)], sig[np.searchsorted(doc, v)]) >= settings.threshold
-        u, v = u[same], v[same]
+    if settings.verify:
+        u, v = verified_pairs(u, v, nodes, settings.threshold)
     stats["verified_pairs"] = len(u)
     if not len(u):
         return DROPS_SCHEMA.empty_table(), stats | {"clusters": 0}
@@ -172,7 +192,9 @@ def cluster(u: np.ndarray, v: np.ndarray, nodes: pa.Table, settings: DedupSettin
     drops = pa.table({"doc": members[drop], "row": (members[drop] & 0xFFFFFFFF).astype(np.int32),
                       "duplicate_of": nodes["id"].take(rep_at), "duplicate_hash": nodes["content_hash"].take(rep_at),
                       "cluster_size": size[drop]}, schema=DROPS_SCHEMA)
-    return drops, stats | {"clusters": int(labels.max()) + 1}
+    sizes = np.bincount(np.bincount(labels))
+    return drops, stats | {"clusters": int(labels.max()) + 1,
+                           "cluster_sizes": {int(k): int(n) for k, n in enumerate(sizes) if n}}
 
 
 def drop_duplicates(table: pa.Table, content_hash: pa.ChunkedArray, drops: pa.Table) -> tuple[pa.Table, pa.Table]:
@@ -208,3 +230,26 @@ def index_entries(keys: pa.Table, docs: pa.Table, removed: np.ndarray) -> tuple[
     keys = keys.filter(pa.array(kept[rows])).set_column(
         2, "row", pa.array(new_row[rows[kept[rows]]].astype(np.int32)))
     return keys, docs.filter(pa.array(kept))
+
+
+def dedup_tables(tables: list[pa.Table], settings: DedupSettings,
+                 published: list[tuple[pa.Table, pa.Table]] = ()) -> tuple[list[tuple[pa.Table, pa.Table]], list, dict]:
+    """The four steps in one process, for tables that fit in memory (tests, notebooks, benchmarks):
+    ([(kept, rejected)] per table, [(keys, docs)] index entries per table, clustering counts).
+    `published` are index entries of earlier versions, oldest first."""
+    score = settings.quality_column if settings.keep == "quality" else None
+    sketches = [sketch_shard(t, settings, t[score] if score else None) for t in tables]
+    numbered = [(j - len(published), *entry) for j, entry in enumerate(published)]
+    numbered += [(i, *entry) for i, entry in enumerate(sketches)]
+    parts = settings.key_parts(sum(keys.num_rows for _, keys, _ in numbered) // max(1, len(settings.active_bands())))
+    edges = [candidate_edges([(n, keys.filter(pc.equal(keys["band"], band))) for n, keys, _ in numbered], part, parts)
+             for band in settings.active_bands() for part in range(parts)]
+    nodes = pa.concat_tables([docs.append_column("doc", pa.array(doc_keys(n, docs.num_rows))) for n, _, docs in numbered])
+    u = np.concatenate([e[0] for e in edges]) if edges else np.zeros(0, dtype=np.int64)
+    v = np.concatenate([e[1] for e in edges]) if edges else np.zeros(0, dtype=np.int64)
+    drops, stats = cluster(u, v, nodes, settings)
+    shard_of = np.asarray(drops["doc"]) >> 32
+    mine = [drops.filter(pa.array(shard_of == i)) for i in range(len(tables))]
+    results = [drop_duplicates(t, docs["content_hash"], d) for t, (_, docs), d in zip(tables, sketches, mine)]
+    index = [index_entries(keys, docs, np.asarray(d["row"])) for (keys, docs), d in zip(sketches, mine)]
+    return results, index, stats
