@@ -10,7 +10,8 @@ on workers that have imported the stage's modules (as they have after preprocess
 datatrove 0.10.1 (its MinhashConfig defaults, 64-bit hashes) runs signatures, buckets, cluster and filter
 with LocalPipelineExecutor(workers=N); it is installed into a throw-away venv next to the corpus, never
 into the project. Both read their input and write their output on the local disk. Peak memory is the
-largest resident set any worker process reached (sampled every 50 ms).
+largest resident set any worker process reached (sampled every 50 ms); CPU seconds are split between the
+workers and the orchestration (the flow's process and the Prefect server), which share this machine's cores.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from flows.curate import deduplicate, prefect_api, task_runner  # noqa: E402
 from tasks.dedup import DedupSettings  # noqa: E402
 from tasks.storage import Store  # noqa: E402
 
-DATATROVE = "datatrove[processing]==0.10.1"
+DATATROVE = "datatrove[io,processing]==0.10.1"
 DATATROVE_JOB = '''
 import json, sys, time
 from datatrove.executor import LocalPipelineExecutor
@@ -69,20 +70,36 @@ print(json.dumps(times))
 '''
 
 
-class PeakMemory:
-    """Largest RSS of any descendant process of this one while active (the Dask workers, or datatrove's)."""
+class ProcessMonitor:
+    """Samples every 50 ms: the largest RSS of any worker process, and CPU seconds used by the workers and by
+    the orchestration (this process, where the flow runs, and the Prefect server it started)."""
 
     def __init__(self):
-        self.peak, self._stop = 0, threading.Event()
+        self.peak, self._stop, self._cpu, self.samples = 0, threading.Event(), {}, []
 
     def _poll(self):
         me = psutil.Process()
         while not self._stop.wait(0.05):
+            self._cpu[me.pid] = ("orchestration", sum(me.cpu_times()[:2]))
             for child in me.children(recursive=True):
                 try:
-                    self.peak = max(self.peak, child.memory_info().rss)
+                    with child.oneshot():
+                        role = "orchestration" if "uvicorn" in " ".join(child.cmdline()) else "workers"
+                        self._cpu[child.pid] = (role, sum(child.cpu_times()[:2]))
+                        if role == "workers":
+                            self.peak = max(self.peak, child.memory_info().rss)
                 except psutil.Error:
                     pass
+            totals = {"workers": 0.0, "orchestration": 0.0}
+            for role, seconds in self._cpu.values():
+                totals[role] += seconds
+            self.samples.append((time.time(), totals))
+
+    def cpu_between(self, start: float, end: float) -> dict[str, float]:
+        """CPU seconds per role from the last sample before `start` to the first after `end`."""
+        before = [c for t, c in self.samples if t <= start][-1]
+        after = next(c for t, c in self.samples if t >= end)
+        return {role: after[role] - before[role] for role in before}
 
     def __enter__(self):
         self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -100,15 +117,16 @@ def warm_up(settings: DedupSettings) -> None:
     from tasks.stages import dedup
 
     dedup.sketch_shard(pa.table({"id": ["w"], "text": ["warm up"]}), settings)
+    time.sleep(1)  # long enough that every worker gets warm-up tasks
 
 
 @flow(name="bench-dedup")
 def dedup_stage(store: Store, run: str, shards: list[str], documents: int, settings: DedupSettings) -> dict:
     for f in warm_up.map([settings] * 8):
         f.result()
-    started = time.perf_counter()
+    started = time.time()
     counts, clustering = deduplicate(store, run, shards, "bench", documents, settings)
-    return {"seconds": time.perf_counter() - started, "counts": counts, "clustering": clustering}
+    return {"started": started, "seconds": time.time() - started, "counts": counts, "clustering": clustering}
 
 
 def run_curate(root: Path, shards: list[str], documents: int, workers: int) -> dict:
@@ -116,9 +134,10 @@ def run_curate(root: Path, shards: list[str], documents: int, workers: int) -> d
     for leftover in (("runs", "bench", "dedup"), ("index",)):
         store.remove(*leftover)
     runner = task_runner(DaskSettings(n_workers=workers, threads_per_worker=1, memory_limit="8GiB"))
-    with PeakMemory() as memory:
+    with ProcessMonitor() as monitor:
         result = dedup_stage.with_options(task_runner=runner)(store, run, shards, documents, DedupSettings())
-    return result | {"peak_worker_rss": memory.peak}
+    cpu = monitor.cpu_between(result["started"], result["started"] + result["seconds"])
+    return result | {"peak_worker_rss": monitor.peak, "cpu": cpu}
 
 
 def datatrove_python(where: Path) -> Path:
@@ -134,9 +153,11 @@ def datatrove_python(where: Path) -> Path:
 def run_datatrove(python: Path, jsonl: Path, work: Path, workers: int, files: int) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     started = time.perf_counter()
-    with PeakMemory() as memory:
+    with ProcessMonitor() as memory:
         out = subprocess.run([str(python), "-c", DATATROVE_JOB, str(jsonl), str(work), str(workers), str(files)],
-                             check=True, capture_output=True, text=True)
+                             capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"datatrove failed:\n{out.stderr[-3000:]}")
     stages = json.loads(out.stdout.strip().splitlines()[-1])
     removed = sum(1 for f in (work / "removed").glob("*.jsonl*") for _ in open(f, "rb"))
     return {"seconds": sum(stages.values()), "wall": time.perf_counter() - started, "stages": stages,
@@ -166,7 +187,8 @@ def main() -> None:
             results[("curate", w)] = r = run_curate(root, shards, args.docs, w)
             print(f"curate    {w} worker(s): {r['seconds']:7.1f} s {args.docs / r['seconds']:9.0f} docs/s  "
                   f"removed {args.docs - r['counts']['kept']}  peak worker RSS {r['peak_worker_rss'] / 2**20:.0f} MiB  "
-                  f"{r['clustering']}", flush=True)
+                  f"CPU s: workers {r['cpu']['workers']:.1f}, orchestration {r['cpu']['orchestration']:.1f}", flush=True)
+            print(f"          {r['clustering']}", flush=True)
     if not args.skip_datatrove:
         python = datatrove_python(args.work)
         for w in args.workers:

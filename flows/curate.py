@@ -151,7 +151,7 @@ def curate_once(config: PipelineConfig) -> dict:
 
     manifest = {
         "name": config.export.name, "version": version, "run_id": run_id, "created": started.isoformat(),
-        "stages": counts, "splits": splits,
+        "stages": counts, "dedup": clustering, "splits": splits,
         "schema": schema,
         "languages": dict(languages.most_common(20)),
         "config": config.redacted(), "config_hash": config.fingerprint(),

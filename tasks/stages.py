@@ -8,6 +8,7 @@ from collections import Counter
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import task
 
 from tasks import collect, dedup, export, gates
@@ -61,11 +62,14 @@ def dedup_sketch(store: Store, run: str, shard: str, settings: dedup.DedupSettin
 
 @task(name="dedup-candidates", task_run_name="candidates bands {bands} keys {part}/{parts}", **IO_RETRIES)
 def dedup_candidates(store: Store, run: str, sources: list[KeySource], bands: list[int], part: int, parts: int) -> int:
-    """One band at a time: memory holds one band's keys in this key range."""
+    """Reads each shard's keys of these bands in this key range once, then pairs band by band."""
+    tables = []
+    for src in sources:
+        t = store.read_table(*src.keys, columns=["band", "key", "row"], filters=[("band", "in", bands)])
+        tables.append((src, t.filter(pa.array(dedup.key_part(np.asarray(t["key"].fill_null(0)), parts) == part))))
     found = 0
     for band in bands:
-        shard_keys = [(src.number, store.read_table(*src.keys, columns=["key", "row"], filters=[("band", "==", band)]))
-                      for src in sources if src.has_band(band)]
+        shard_keys = [(src.number, t.filter(pc.equal(t["band"], band))) for src, t in tables if src.has_band(band)]
         u, v = dedup.candidate_edges(shard_keys, part, parts)
         store.write_table(pa.table({"u": u, "v": v}), run, "dedup", "_work", "edges",
                           f"band-{band + 1:03d}-part-{part:05d}.parquet")
@@ -78,7 +82,8 @@ def dedup_clusters(store: Store, run: str, sources: list[KeySource], shards: lis
                    settings: dedup.DedupSettings) -> dict:
     work = (run, "dedup", "_work")
     edges = pa.concat_tables([store.read_table(*work, "edges", name)
-                              for name in store.list(*work, "edges", pattern="band-*.parquet")])
+                              for name in store.list(*work, "edges", pattern="band-*.parquet")]
+                             or [pa.table({"u": pa.array([], pa.int64()), "v": pa.array([], pa.int64())})])
     u, v = np.asarray(edges["u"]), np.asarray(edges["v"])
     members = np.unique(np.concatenate([u, v]))
     on_edges = set((members >> 32).tolist())

@@ -15,7 +15,7 @@ def test_minimal_config_gets_defaults_and_paths_relative_to_the_file(tmp_path):
     assert config.sources[0].uri == str(tmp_path / "data/*.jsonl.gz")
     assert config.output == str(tmp_path / "out")
     assert config.preprocess.gopher_quality.min_doc_words == 50
-    assert config.dedup.num_perm == 128 and config.gates.clean == "fail"
+    assert config.dedup.num_perm == 256 and config.gates.clean == "fail"
 
 
 def test_unknown_keys_and_bad_values_name_the_key(tmp_path):

@@ -52,9 +52,10 @@ def test_content_hash_ignores_case_and_whitespace_only():
 
 def test_lsh_parameters_come_from_datasketch():
     assert lsh_params(0.8, 128) == (9, 13)
-    assert DedupSettings().lsh() == (9, 13)
+    assert DedupSettings(num_perm=128, verify=False).lsh() == (9, 13)
+    assert DedupSettings().lsh() == (25, 10)  # 256 permutations, recall-weighted because candidates are verified
     assert DedupSettings(bands=16, rows=8).lsh() == (16, 8)
-    assert DedupSettings().active_bands() == [EXACT_BAND, *range(9)]
+    assert DedupSettings(verify=False).active_bands() == [EXACT_BAND, *range(17)]
 
 
 def test_key_ranges_split_a_band_by_the_top_bits():
@@ -62,9 +63,10 @@ def test_key_ranges_split_a_band_by_the_top_bits():
     assert DedupSettings(max_band_rows=100).key_parts(101) == 2
     assert DedupSettings(max_band_rows=100).key_parts(1000) == 16
     # small bands share a task (each costs ~0.1 s of orchestration); large ones get their own
-    assert DedupSettings(max_band_rows=100).band_groups(10) == [[EXACT_BAND, *range(9)]]
-    assert DedupSettings(max_band_rows=100).band_groups(40) == [[-1, 0], [1, 2], [3, 4], [5, 6], [7, 8]]
-    assert DedupSettings(max_band_rows=100).band_groups(1000) == [[b] for b in [EXACT_BAND, *range(9)]]
+    nine = DedupSettings(max_band_rows=100, bands=9, rows=13)
+    assert nine.band_groups(10) == [[EXACT_BAND, *range(9)]]
+    assert nine.band_groups(40) == [[-1, 0], [1, 2], [3, 4], [5, 6], [7, 8]]
+    assert nine.band_groups(1000) == [[b] for b in [EXACT_BAND, *range(9)]]
     keys = np.array([0, 1 << 62, -(1 << 63), -1], dtype=np.int64)  # top bits 00, 01, 10, 11
     assert key_part(keys, 4).tolist() == [0, 1, 2, 3]
     assert key_part(keys, 2).tolist() == [0, 0, 1, 1]
@@ -192,6 +194,6 @@ def test_index_entries_keep_the_kept_rows_renumbered():
     keys, docs = sketch_shard(table, DedupSettings())
     k, d = index_entries(keys, docs, np.array([1]))
     assert d["id"].to_pylist() == ["a", "c"]
-    assert k.num_rows == 2 * 10 and set(k["row"].to_pylist()) == {0, 1}
+    assert k.num_rows == 2 * 26 and set(k["row"].to_pylist()) == {0, 1}
     exact = k.filter(pa.compute.equal(k["band"], EXACT_BAND))
     assert exact["key"].to_pylist() == keys.filter(pa.compute.equal(keys["band"], EXACT_BAND))["key"].to_pylist()[::2]
