@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,10 @@ def build(n_docs: int, words: int = 500, near_dup: float = 0.05, seed: int = 0) 
 def write_shards(table: pa.Table, directory: Path, rows: int, jsonl: Path | None = None) -> list[str]:
     """Parquet shards in the preprocess stage's record schema (for curate), optionally JSONL files alongside
     with the same split (for datatrove). Returns the shard names in order."""
-    directory.mkdir(parents=True, exist_ok=True)
+    for d in (directory, jsonl):  # a previous run's extra shards would join this corpus
+        if d:
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir(parents=True)
     names = []
     for i, start in enumerate(range(0, table.num_rows, rows)):
         part = table.slice(start, rows)
@@ -61,7 +65,6 @@ def write_shards(table: pa.Table, directory: Path, rows: int, jsonl: Path | None
                        .append_column("source_index", pa.array(range(start, start + n), pa.int64()))
                        .append_column("meta", pa.array(["{}"] * n)), directory / name)
         if jsonl:
-            jsonl.mkdir(parents=True, exist_ok=True)
             with open(jsonl / f"part-{i:05d}.jsonl", "w", encoding="utf-8") as f:
                 for row in part.to_pylist():
                     f.write(json.dumps(row) + "\n")

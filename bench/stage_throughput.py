@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/stage_throughput.py [N_COPIES]
 
-Prints docs/s and MB/s for normalise, each preprocess rule family, and the dedup signature step.
+Prints docs/s and MB/s for normalise, each preprocess rule family, and the dedup sketch (signatures,
+band keys and content hashes).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from tasks.dedup import DedupSettings, signature_table
+from tasks.dedup import DedupSettings, sketch_shard
 from tasks.preprocess import PreprocessSettings
 from tasks.preprocess.c4 import filter_c4
 from tasks.preprocess.gopher_quality import filter_gopher_quality
@@ -41,7 +42,7 @@ def main(copies: int) -> None:
              ("gopher_repetition", lambda t: filter_gopher_repetition(t, s.gopher_repetition)),
              ("c4", lambda t: filter_c4(t, s.c4)),
              ("pii", lambda t: redact_pii(t, s.pii)),
-             ("dedup signatures", lambda t: signature_table(t, 0, DedupSettings()))]
+             ("dedup sketch", lambda t: sketch_shard(t, DedupSettings()))]
     for name, step in steps:
         started = time.perf_counter()
         step(table)
