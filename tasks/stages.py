@@ -63,14 +63,13 @@ def dedup_sketch(store: Store, run: str, shard: str, settings: dedup.DedupSettin
 @task(name="dedup-candidates", task_run_name="candidates bands {bands} keys {part}/{parts}", **IO_RETRIES)
 def dedup_candidates(store: Store, run: str, sources: list[KeySource], bands: list[int], part: int, parts: int) -> int:
     """Reads each shard's keys of these bands in this key range once, then pairs band by band."""
-    tables = []
-    for src in sources:
-        t = store.read_table(*src.keys, columns=["band", "key", "row"], filters=[("band", "in", bands)])
-        tables.append((src, t.filter(pa.array(dedup.key_part(np.asarray(t["key"].fill_null(0)), parts) == part))))
+    tables = [(src, dedup.in_key_range(store.read_table(*src.keys, columns=["band", "key", "row"],
+                                                        filters=[("band", "in", bands)]), part, parts))
+              for src in sources]
     found = 0
     for band in bands:
         shard_keys = [(src.number, t.filter(pc.equal(t["band"], band))) for src, t in tables if src.has_band(band)]
-        u, v = dedup.candidate_edges(shard_keys, part, parts)
+        u, v = dedup.candidate_edges(shard_keys)
         store.write_table(pa.table({"u": u, "v": v}), run, "dedup", "_work", "edges",
                           f"band-{band + 1:03d}-part-{part:05d}.parquet")
         found += len(u)

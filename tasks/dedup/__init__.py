@@ -136,19 +136,20 @@ def key_part(keys: np.ndarray, parts: int) -> np.ndarray:
     return (keys.view(np.uint64) >> np.uint64(64 - parts.bit_length() + 1)).astype(np.int64)
 
 
-def candidate_edges(shard_keys: list[tuple[int, pa.Table]], part: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs of one band within one key range: every document sharing a key, linked to the first
-    that has it. `shard_keys` are (shard number, that shard's key and row columns for the band)."""
-    docs, keys = [], []
-    for shard, table in shard_keys:
-        table = table.filter(pc.is_valid(table["key"]))
-        key = np.asarray(table["key"], dtype=np.int64)
-        mine = key_part(key, parts) == part
-        docs.append(doc_keys(shard, np.asarray(table["row"])[mine]))
-        keys.append(key[mine])
-    if not docs:
+def in_key_range(keys: pa.Table, part: int, parts: int) -> pa.Table:
+    """The rows of a band-keys table whose key falls in key range `part` (rows without a key are dropped)."""
+    keys = keys.filter(pc.is_valid(keys["key"]))
+    return keys.filter(pa.array(key_part(np.asarray(keys["key"], dtype=np.int64), parts) == part))
+
+
+def candidate_edges(shard_keys: list[tuple[int, pa.Table]]) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs of one band: every document sharing a key, linked to the first that has it.
+    `shard_keys` are (shard number, that shard's key and row columns for the band)."""
+    if not shard_keys:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return group_edges(np.concatenate(docs), np.concatenate(keys))
+    docs = np.concatenate([doc_keys(shard, np.asarray(t["row"])) for shard, t in shard_keys])
+    keys = np.concatenate([np.asarray(t["key"], dtype=np.int64) for _, t in shard_keys])
+    return group_edges(docs, keys)
 
 
 def estimated_jaccard(sig_u: np.ndarray, sig_v: np.ndarray) -> np.ndarray:
@@ -246,7 +247,8 @@ def dedup_tables(tables: list[pa.Table], settings: DedupSettings,
     numbered = [(j - len(published), *entry) for j, entry in enumerate(published)]
     numbered += [(i, *entry) for i, entry in enumerate(sketches)]
     parts = settings.key_parts(sum(keys.num_rows for _, keys, _ in numbered) // max(1, len(settings.active_bands())))
-    edges = [candidate_edges([(n, keys.filter(pc.equal(keys["band"], band))) for n, keys, _ in numbered], part, parts)
+    edges = [candidate_edges([(n, in_key_range(keys.filter(pc.equal(keys["band"], band)), part, parts))
+                              for n, keys, _ in numbered])
              for band in settings.active_bands() for part in range(parts)]
     nodes = pa.concat_tables([docs.append_column("doc", pa.array(doc_keys(n, docs.num_rows))) for n, _, docs in numbered])
     u = np.concatenate([e[0] for e in edges]) if edges else np.zeros(0, dtype=np.int64)
