@@ -85,7 +85,10 @@ class VersionExists(Exception):
     """The configured version name is taken: published versions are immutable."""
 
 
-@flow(name="curate", log_prints=True)
+@flow(name="curate", log_prints=True,
+      # Deployed runs (prefect deploy, curate serve) start from this decorator: the process's environment
+      # names the cluster there (docker-compose.yml sets it). `run_pipeline` uses the config's instead.
+      task_runner=task_runner(DaskSettings(address=os.environ.get("DASK_SCHEDULER_ADDRESS") or None)))
 def curate(config: PipelineConfig) -> dict:
     """Curate the configured sources into a published, gated dataset version; returns the run summary."""
     try:

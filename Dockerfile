@@ -1,0 +1,18 @@
+# One image for the Prefect server, the Prefect worker and the Dask scheduler and workers: they must run the
+# same package versions. Build: docker compose build (or docker build -t curate .).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 \
+    PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1 \
+    NUMBA_CACHE_DIR=/tmp/numba-cache
+WORKDIR /opt/curate
+
+COPY pyproject.toml constraints.txt README.md ./
+COPY flows/ flows/
+COPY tasks/ tasks/
+COPY expectations/ expectations/
+COPY deployments/ deployments/
+COPY examples/ examples/
+RUN pip install -c constraints.txt .
+
+CMD ["curate", "--help"]
