@@ -1,7 +1,9 @@
-"""`curate`: run or check a pipeline config from the command line.
+"""`curate`: run or check a pipeline config, or operate it with a Prefect server.
 
     curate run CONFIG [--output URL] [--dask-address tcp://host:8786]
     curate check CONFIG
+    curate server [--host 127.0.0.1] [--port 4200]
+    curate serve CONFIG [--cron "0 3 * * *"] [--name NAME]
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
 import sys
 import time
 
@@ -60,6 +63,39 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_server(args) -> int:
+    """The Prefect server and UI in the foreground (SQLite under PREFECT_HOME)."""
+    url = f"http://{args.host}:{args.port}"
+    print(f"Prefect UI at {url}, API at {url}/api. In another shell:\n"
+          f"  export PREFECT_API_URL={url}/api\n  curate serve CONFIG --cron '0 3 * * *'\nCtrl-C stops the server.",
+          flush=True)
+    try:
+        return subprocess.run([sys.executable, "-m", "prefect", "server", "start", "--host", args.host,
+                               "--port", str(args.port)]).returncode
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_serve(args) -> int:
+    """Serve the flow as a deployment from this process: scheduled by --cron, runnable from the UI."""
+    config = load_config(args.config)
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        print("curate: serve needs a Prefect server that outlives it: start one with `curate server` and set "
+              "PREFECT_API_URL=http://127.0.0.1:4200/api", file=sys.stderr)
+        return 2
+    if config.dask.address:  # flow runs start in subprocesses from the flow's own decorator: hand them the cluster
+        os.environ["DASK_SCHEDULER_ADDRESS"] = config.dask.address
+    from flows.curate import curate
+
+    print(f"serving deployment curate/{args.name} ({'cron ' + args.cron if args.cron else 'on demand'}) "
+          f"from {PREFECT_API_URL.value()}; Ctrl-C stops it", flush=True)
+    curate.serve(name=args.name, cron=args.cron, parameters={"config": config.model_dump(mode="json")},
+                 description=f"curate {args.config}: output {config.output}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="curate", description="Curate raw text into a validated dataset.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="validate a config file and exit")
     check.add_argument("config")
     check.set_defaults(func=cmd_check)
+    server = sub.add_parser("server", help="start the Prefect server and UI (SQLite, loopback by default)")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=4200)
+    server.set_defaults(func=cmd_server)
+    serve = sub.add_parser("serve", help="serve the pipeline as a deployment: scheduled and triggerable from the UI")
+    serve.add_argument("config")
+    serve.add_argument("--cron", help='schedule, e.g. "0 3 * * *"; without it the deployment runs on demand only')
+    serve.add_argument("--name", default="scheduled-ingest", help="deployment name (default: scheduled-ingest)")
+    serve.set_defaults(func=cmd_serve)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -1,9 +1,10 @@
 """The curation flow: collect -> gate(raw) -> preprocess -> gate(clean) -> dedup -> gate(dedup) -> export
 -> gate(export) -> publish. Stages are mapped over shards on the Dask cluster; only paths and counts
 travel through the flow.
-"""
 
-from __future__ import annotations
+No `from __future__ import annotations` here: Prefect validates a deployed run's parameters against the
+flow's signature, and a string annotation for `PipelineConfig` cannot be resolved there.
+"""
 
 import os
 from collections import Counter
