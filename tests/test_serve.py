@@ -39,19 +39,22 @@ def prefect_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": ""}
-    server = subprocess.Popen([*CURATE, "server", "--port", str(port)], env=env, cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = home / "server.log"
+    with open(log, "w") as out:  # a file, not a pipe nobody reads: a full pipe would block the server
+        server = subprocess.Popen([*CURATE, "server", "--port", str(port)], env=env, cwd=ROOT,
+                                  stdout=out, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: httpx.get(f"{url}/api/health", timeout=2).status_code == 200, 120, "Prefect server")
-        yield url, home
+        yield url, home, log
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
-def test_server_says_where(prefect_server):
-    url, _ = prefect_server
+def test_server_says_where_and_serve_needs_one(prefect_server):
+    url, _, log = prefect_server
+    assert log.read_text().startswith(f"Prefect UI at {url}, API at {url}/api.")
     assert httpx.get(url, timeout=5).status_code == 200  # the UI
     out = subprocess.run([*CURATE, "serve", str(ROOT / "examples" / "quickstart.yaml")], capture_output=True, text=True,
                          env={**os.environ, "PREFECT_API_URL": ""}, cwd=ROOT)
@@ -63,15 +66,16 @@ def test_served_deployment_runs_with_custom_parameters(prefect_server, tmp_path)
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    url, home = prefect_server
+    url, home, _ = prefect_server
     config = {"sources": [{"uri": str(E2E / "*.jsonl*"), "id_field": "id"}], "output": str(tmp_path / "out"),
               "collect": {"shard_rows": 40}, "preprocess": {"language": {"allowed": ["en"]}},
               "export": {"name": "served", "splits": {"train": 0.8, "validation": 0.1, "test": 0.1}}}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"{url}/api"}
-    serve = subprocess.Popen([*CURATE, "serve", str(path), "--cron", "0 3 * * *", "--name", "e2e"], env=env,
-                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(tmp_path / "serve.log", "w") as out:
+        serve = subprocess.Popen([*CURATE, "serve", str(path), "--cron", "0 3 * * *", "--name", "e2e"], env=env,
+                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True)
     try:
         with temporary_settings(updates={PREFECT_API_URL: f"{url}/api"}):
             async def deployment():
