@@ -17,7 +17,7 @@ from prefect.logging.handlers import APILogWorker
 from prefect.server.api.server import SubprocessASGIServer
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Failed
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect_dask import DaskTaskRunner
 
 from flows.config import DaskSettings, PipelineConfig
@@ -58,8 +58,11 @@ def run_gate(gate: str, store: Store, run: str, shard_parts: list[tuple[str, ...
     result = gates.aggregate(gate, suite, [f.result() for f in futures], policy)
     store.write_json(result, run, "reports", "gates", f"{gate}.json")
     store.write_bytes(gates.docs_index(result).encode(), *docs, "index.html")
-    create_markdown_artifact(key=f"gate-{gate}", markdown=gate_markdown(result, store.url(*docs, "index.html")),
-                             description=f"gate {gate}")
+    docs_url = store.url(*docs, "index.html")
+    create_markdown_artifact(key=f"gate-{gate}", markdown=gate_markdown(result, docs_url), description=f"gate {gate}")
+    create_table_artifact(key=f"gate-{gate}-table", table=gate_rows(result),
+                          description=f"gate {gate}: one row per expectation")
+    create_link_artifact(key=f"gate-{gate}-docs", link=docs_url, link_text=f"Data Docs of gate {gate}")
     logger = get_run_logger()
     if not result["success"]:
         message = gates.failure_message(result)
@@ -71,11 +74,15 @@ def run_gate(gate: str, store: Store, run: str, shard_parts: list[tuple[str, ...
     return result
 
 
+def gate_rows(result: dict) -> list[dict]:
+    return [{"expectation": e["expectation"], "column": e["column"] or "", "rows": e["element_count"],
+             "unexpected": "" if e["unexpected_count"] is None else e["unexpected_count"],
+             "result": "pass" if e["success"] else "FAIL"} for e in result["expectations"]]
+
+
 def gate_markdown(result: dict, docs_url: str) -> str:
-    rows = "\n".join(
-        f"| {e['expectation']} | {e['column'] or ''} | {e['element_count']} | "
-        f"{'' if e['unexpected_count'] is None else e['unexpected_count']} | {'pass' if e['success'] else '**FAIL**'} |"
-        for e in result["expectations"])
+    rows = "\n".join(f"| {r['expectation']} | {r['column']} | {r['rows']} | {r['unexpected']} | "
+                     f"{'pass' if r['result'] == 'pass' else '**FAIL**'} |" for r in gate_rows(result))
     status = "passed" if result["success"] else "FAILED"
     return (f"### Gate `{result['gate']}` {status} (policy {result['policy']})\n\n"
             f"| expectation | column | rows | unexpected | result |\n|---|---|---|---|---|\n{rows}\n\n"

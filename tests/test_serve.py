@@ -95,11 +95,19 @@ def test_served_deployment_runs_with_custom_parameters(prefect_server, tmp_path)
                 async with get_client() as client:
                     return await client.read_artifacts(artifact_filter=ArtifactFilter(
                         flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
-            keys = {a.key for a in asyncio.run(artifacts())}
+            found = {a.key: a for a in asyncio.run(artifacts())}
+            keys = set(found)
     finally:
         serve.terminate()
         serve.wait(timeout=30)
-    assert {"run-summary", "gate-raw", "gate-clean", "gate-dedup", "gate-export"} <= keys
+    gates = ("raw", "clean", "dedup", "export")
+    assert {"run-summary", *(f"gate-{g}{kind}" for g in gates for kind in ("", "-table", "-docs"))} <= keys
+    table = found["gate-raw-table"].data
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert rows and {r["result"] for r in rows} == {"pass"} and "expect_column_values_to_not_be_null" in {
+        r["expectation"] for r in rows}
+    link = found["gate-raw-docs"].data  # markdown: [text](url)
+    assert link.startswith("[Data Docs of gate raw](") and link.endswith("/reports/gates/raw/index.html)")
     manifest = json.loads((tmp_path / "out" / "versions" / "v-custom" / "manifest.json").read_text())
     assert manifest["name"] == "from-the-client"
     assert sum(s["rows"] for s in manifest["splits"].values()) == 28
