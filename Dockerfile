@@ -13,6 +13,8 @@ COPY tasks/ tasks/
 COPY expectations/ expectations/
 COPY deployments/ deployments/
 COPY examples/ examples/
-RUN pip install -c constraints.txt .
+# editable: the code, expectations/ and deployments/ stay together under /opt/curate (the default gate
+# suites are found next to the package, and deployments start from this directory)
+RUN pip install -c constraints.txt -e .
 
 CMD ["curate", "--help"]
