@@ -86,13 +86,14 @@ class DedupSettings(Settings):
         return 1 << max(0, int(np.ceil(np.log2(max(1, documents) / self.max_band_rows))))
 
 
-def signature_type(num_perm: int) -> pa.DataType:
-    return pa.binary(4 * num_perm)
+def signature_array(data: bytes, n: int, num_perm: int) -> pa.Array:
+    """n signatures of num_perm uint32 values each, from their packed bytes, as one fixed-size binary column."""
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(4 * num_perm), n, [None, pa.py_buffer(data)])
 
 
 def blank_signatures(n: int, num_perm: int) -> pa.Array:
     """All-zero signatures: placeholders where a shard's own are not comparable."""
-    return pa.FixedSizeBinaryArray.from_buffers(signature_type(num_perm), n, [None, pa.py_buffer(bytes(4 * num_perm * n))])
+    return signature_array(bytes(4 * num_perm * n), n, num_perm)
 
 
 def signature_matrix(signatures: pa.ChunkedArray) -> np.ndarray:
@@ -123,8 +124,7 @@ def sketch_shard(table: pa.Table, settings: DedupSettings, score: pa.ChunkedArra
         "content_hash": pa.array([f"{a:016x}{b:016x}" for a, b in content.tolist()], pa.string()),
         "length": pc.utf8_length(table["text"]).cast(pa.int64()),
         "score": score.cast(pa.float64()) if score is not None else pa.nulls(n, pa.float64()),
-        "signature": pa.FixedSizeBinaryArray.from_buffers(signature_type(settings.num_perm), n,
-                                                          [None, pa.py_buffer(sig.tobytes())]),
+        "signature": signature_array(sig.tobytes(), n, settings.num_perm),
     })
     return keys, docs
 
