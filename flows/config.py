@@ -44,6 +44,9 @@ class PipelineConfig(Settings):
     sources: list[Source] = Field(min_length=1, description="where the raw data is")
     output: str = Field(description="output root: a local path or fsspec URL such as s3://bucket/datasets/name")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for the output")
+    incremental: bool = Field(False, description=(
+        "recurring ingest: take only source files no published version took (the ledger), dedup them against "
+        "every published version, and publish a version that adds them to the latest one"))
     collect: CollectSettings = CollectSettings()
     preprocess: PreprocessSettings = PreprocessSettings()
     dedup: DedupSettings = DedupSettings()

@@ -7,7 +7,6 @@ flow's signature, and a string annotation for `PipelineConfig` cannot be resolve
 """
 
 import os
-from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
@@ -16,15 +15,15 @@ from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
 from prefect.server.api.server import SubprocessASGIServer
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect.states import Failed
+from prefect.states import Completed, Failed
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect_dask import DaskTaskRunner
 
 from flows.config import DaskSettings, PipelineConfig
-from tasks import collect, gates, stages
+from tasks import collect, gates, ledger, stages
 from tasks.dedup import DedupSettings
 from tasks.dedup import index as dedup_index
-from tasks.export import SPLITS, new_version, publish
+from tasks.export import SPLITS, describe_version, latest_manifest, new_version, publish
 from tasks.storage import Store
 
 def task_runner(dask: DaskSettings) -> DaskTaskRunner:
@@ -100,11 +99,15 @@ class VersionExists(Exception):
 def curate(config: PipelineConfig) -> dict:
     """Curate the configured sources into a published, gated dataset version; returns the run summary."""
     try:
-        return curate_once(config)
+        summary = curate_once(config)
     except (gates.GateFailed, VersionExists) as stop:
         # An expected stop: the Failed state carries the reason to the UI and the caller (as FailedRun),
         # without an engine traceback.
         return Failed(message=str(stop))
+    if summary.get("nothing_new"):  # a state of its own, so the runs list tells these apart at a glance
+        return Completed(name="Nothing new", message=f"all {summary['source_files']} source files seen before",
+                         data=summary)
+    return summary
 
 
 def curate_once(config: PipelineConfig) -> dict:
@@ -112,6 +115,14 @@ def curate_once(config: PipelineConfig) -> dict:
     started = datetime.now(timezone.utc)
     run_id = f"{started:%Y%m%d-%H%M%S}-{(runtime.flow_run.id or 'local')[:8]}"
     store, run = Store(config.output, config.storage_options), f"runs/{run_id}"
+    files, base, dedup_settings = collect.discover(config.sources), None, config.dedup
+    if config.incremental:
+        fresh = ledger.unseen(files, ledger.read(store))
+        base = latest_manifest(store)
+        if not fresh:
+            return nothing_new(run_id, len(files), base)
+        logger.info("incremental: %d of %d source files are new or changed", len(fresh), len(files))
+        files, dedup_settings = fresh, config.dedup.model_copy(update={"against_published": True})
     version = config.export.version or new_version()
     if store.exists("versions", version, "manifest.json"):
         raise VersionExists(f"version {version!r} is already published at {store.url('versions', version)}; "
@@ -119,7 +130,6 @@ def curate_once(config: PipelineConfig) -> dict:
     out = ("versions", version)
     counts, gate_results = {}, []
 
-    files = collect.discover(config.sources)
     units = collect.plan_units(files, config.collect.unit_bytes)
     logger.info("run %s: %d source files in %d collect tasks -> %s", run_id, len(files), len(units), store.url(run))
     collected = [f.result() for f in stages.collect_unit.map(
@@ -135,7 +145,7 @@ def curate_once(config: PipelineConfig) -> dict:
     logger.info("preprocess: %s", counts["preprocess"])
     gate_results.append(run_gate("clean", store, run, [(run, "preprocess", s) for s in shards], config))
 
-    counts["dedup"], clustering = deduplicate(store, run, shards, version, counts["preprocess"]["kept"], config.dedup)
+    counts["dedup"], clustering = deduplicate(store, run, shards, version, counts["preprocess"]["kept"], dedup_settings)
     logger.info("dedup: %s; %s", counts["dedup"], clustering)
     try:
         gate_results.append(run_gate("dedup", store, run, [(run, "dedup", s) for s in shards], config))
@@ -146,10 +156,6 @@ def curate_once(config: PipelineConfig) -> dict:
     exported = {split: stages.export_split.submit(store, [(run, "dedup", s) for s in shards], split,
                                                   config.export, out) for split in SPLITS}
     splits = {split: f.result() for split, f in exported.items()}
-    languages, schema = Counter(), []
-    for split in splits.values():
-        languages.update(split.pop("languages"))
-        schema = split.pop("schema") or schema
     exported_rows = sum(s["rows"] for s in splits.values())
     counts["export"] = {"in": counts["dedup"]["kept"], "kept": exported_rows, "rejected": {}, "quarantined": 0}
     try:
@@ -160,23 +166,37 @@ def curate_once(config: PipelineConfig) -> dict:
         store.remove("index", version)
         raise
 
+    sources = [f for r in collected for f in r["files"]]
     manifest = {
         "name": config.export.name, "version": version, "run_id": run_id, "created": started.isoformat(),
-        "stages": counts, "dedup": clustering, "splits": splits,
-        "schema": schema,
-        "languages": dict(languages.most_common(20)),
-        "config": config.redacted(), "config_hash": config.fingerprint(),
-        "sources": [f for r in collected for f in r["files"]],
+        **describe_version(version, splits, base), "stages": counts, "dedup": clustering,
+        "config": config.redacted(), "config_hash": config.fingerprint(), "sources": sources,
         "gates": [{k: g[k] for k in ("gate", "policy", "success")} | {"expectations": g.get("expectations", [])}
                   for g in gate_results],
     }
+    ledger.record(store, version, sources)
     publish(store, version, manifest)
-    dedup_index.commit(store, version, shards, exported_rows, config.dedup)
+    dedup_index.commit(store, version, shards, exported_rows, dedup_settings)
+    create_link_artifact(key="run-report", link=store.url(*out, "report.html"),
+                         link_text=f"Run report of {version}: lengths, languages, rejections, duplicate clusters")
     summary = {"run_id": run_id, "version": version, "published": store.url(*out), "stages": counts,
-               "splits": {k: v["rows"] for k, v in splits.items()},
+               "splits": {k: v["rows"] for k, v in splits.items()}, "documents": manifest["documents"],
+               "base_version": manifest["base_version"],
                "gates": {g["gate"]: g["success"] for g in gate_results}}
     create_markdown_artifact(key="run-summary", markdown=summary_markdown(summary), description="curate run summary")
-    logger.info("published %s (%d documents)", summary["published"], exported_rows)
+    logger.info("published %s (%d documents, %d added)", summary["published"], summary["documents"], exported_rows)
+    return summary
+
+
+def nothing_new(run_id: str, files: int, latest: dict | None) -> dict:
+    """The incremental run's quick exit: every source file is in the ledger, so nothing is read or published."""
+    summary = {"run_id": run_id, "version": None, "published": None, "nothing_new": True, "source_files": files,
+               "latest_version": latest and latest["version"]}
+    message = (f"nothing new: all {files} source files were ingested already"
+               + (f"; the latest version is still {latest['version']}" if latest else ""))
+    create_markdown_artifact(key="run-summary", markdown=f"### curate run `{run_id}`\n\n{message.capitalize()}.",
+                             description="curate run summary")
+    get_run_logger().info(message)
     return summary
 
 
@@ -203,8 +223,10 @@ def deduplicate(store: Store, run: str, shards: list[str], version: str, documen
 
 
 def summary_markdown(summary: dict) -> str:
+    added = sum(summary["splits"].values())
+    on_top = f", {added} added on top of {summary['base_version']}" if summary["base_version"] else ""
     lines = [f"### curate run `{summary['run_id']}`", "", f"Published **{summary['version']}** at "
-             f"`{summary['published']}`", "", "| stage | in | kept | rejected | quarantined |", "|---|---|---|---|---|"]
+             f"`{summary['published']}`: {summary['documents']} documents{on_top}", "", "| stage | in | kept | rejected | quarantined |", "|---|---|---|---|---|"]
     for stage, c in summary["stages"].items():
         lines.append(f"| {stage} | {c['in']} | {c['kept']} | {sum(c['rejected'].values())} | {c['quarantined']} |")
     lines += ["", "| stage | rule | rejected |", "|---|---|---|"]

@@ -17,6 +17,7 @@ from typing import Any, Iterator, Literal
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from fsspec.compression import compr
 from pydantic import Field
 
 from tasks.records import QUARANTINE_SCHEMA, RECORD_SCHEMA, Settings
@@ -50,6 +51,7 @@ class InputFile:
     format: str
     compression: str | None
     source: int  # index into the config's sources
+    stamp: str = ""  # ETag or modification time: tells a changed file from a seen one without reading it
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,17 @@ def discover(sources: list[Source]) -> list[InputFile]:
             name = info["name"]
             url = name if "://" in name else protocol + name if protocol else name
             fmt, compression = infer_format(url, src.format)
-            files.append(InputFile(url, int(info.get("size") or 0), fmt, compression, i))
+            files.append(InputFile(url, int(info.get("size") or 0), fmt, compression, i, file_stamp(info)))
     return files
+
+
+def file_stamp(info: dict) -> str:
+    """The listing's version marker of a file: its ETag where the store has one (S3, HTTP), else its mtime."""
+    for key in ("ETag", "etag", "mtime", "LastModified", "last_modified", "updated"):
+        if info.get(key) not in (None, ""):
+            value = info[key]
+            return value.isoformat() if hasattr(value, "isoformat") else str(value).strip('"')
+    return ""
 
 
 def plan_units(files: list[InputFile], unit_bytes: int) -> list[list[InputFile]]:
@@ -213,18 +224,52 @@ def read_txt(f, text_field: str) -> Iterator[tuple[int, dict | Malformed]]:
         yield line, Malformed(f"invalid UTF-8 at byte {e.start} of the file", _preview(data[max(0, e.start - 40):e.start + 40]))
 
 
-def read_file(file: InputFile, source: Source, batch_rows: int) -> Iterator[tuple[int, dict | Malformed]]:
-    """(line, record-or-Malformed) for every record of one file; line is 1-based (row for Parquet)."""
+class HashingReader:
+    """A read-only stream that feeds every byte it passes on into `digest`: the checksum costs no extra read."""
+
+    def __init__(self, raw, digest):
+        self.raw, self.digest = raw, digest
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.digest.update(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    @property
+    def closed(self) -> bool:
+        return self.raw.closed
+
+    def close(self) -> None:
+        """Readers close what they read; the underlying file is closed by whoever opened it."""
+
+    def drain(self) -> None:
+        """Hash what the reader left unread (after a corrupt stream, say), so the checksum covers the file."""
+        while self.read(1 << 20):
+            pass
+
+
+def read_file(file: InputFile, source: Source, batch_rows: int, digest) -> Iterator[tuple[int, dict | Malformed]]:
+    """(line, record-or-Malformed) for every record of one file; line is 1-based (row for Parquet).
+    `digest` (a hashlib object) ends up with the checksum of the file's stored bytes."""
     fs, path = filesystem(file.url, source.storage_options)
-    with fs.open(path, "rb", compression=file.compression) as f:
+    with fs.open(path, "rb") as raw:
+        if file.format == "parquet":  # read by random access, so its checksum takes a sequential pass of its own
+            yield from read_parquet(raw, batch_rows)
+            raw.seek(0)
+            HashingReader(raw, digest).drain()
+            return
+        hashing = HashingReader(raw, digest)
+        f = compr[file.compression](hashing, mode="rb") if file.compression else hashing
         if file.format == "jsonl":
             yield from read_jsonl(f)
-        elif file.format == "parquet":
-            yield from read_parquet(f, batch_rows)
         elif file.format == "csv":
             yield from read_csv(f, batch_rows)
         else:
             yield from read_txt(f, source.text_field)
+        hashing.drain()
 
 
 def make_id(url: str, position: int) -> str:
@@ -284,7 +329,8 @@ def collect_unit(files: list[InputFile], sources: list[Source], settings: Collec
     for file in files:
         source = sources[file.source]
         kept = bad = 0
-        for line, obj in read_file(file, source, settings.shard_rows):
+        digest = hashlib.sha256()
+        for line, obj in read_file(file, source, settings.shard_rows, digest):
             record = obj if isinstance(obj, Malformed) else to_record(obj, source)
             if isinstance(record, Malformed):
                 for name, value in zip(QUARANTINE_SCHEMA.names, (file.url, line, record.error, record.raw)):
@@ -297,7 +343,8 @@ def collect_unit(files: list[InputFile], sources: list[Source], settings: Collec
             writer.add(rid or make_id(file.url, position), text, file.url, position,
                        json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str))
             kept += 1
-        per_file.append({"uri": file.url, "bytes": file.size, "records": kept, "quarantined": bad})
+        per_file.append({"uri": file.url, "bytes": file.size, "stamp": file.stamp, "sha256": digest.hexdigest(),
+                         "records": kept, "quarantined": bad})
     writer.flush()
     n_bad = len(quarantine["source"])
     if n_bad:

@@ -1,12 +1,13 @@
 """Export: deterministic splits, Parquet shards of a target size, the manifest and the dataset card.
 
-A version is published by writing, in this order, its shards, its dataset card, its `manifest.json` and
-finally `<output>/LATEST`: a version without a manifest is not a version, so a crash mid-export leaves no
-half dataset behind.
+A version is published by writing, in this order, its shards, its dataset card and run report, its
+`manifest.json` and finally `<output>/LATEST`: a version without a manifest is not a version, so a crash
+mid-export leaves no half dataset behind.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import datetime, timezone
 
@@ -16,10 +17,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
+from tasks import report
 from tasks.records import Settings
 from tasks.storage import Store, shard_name
 
 SPLITS = ("train", "validation", "test")
+LENGTH_EDGES = (0, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000)  # characters per document
+LENGTH_BINS = tuple(f"{lo:,}-{hi:,}" for lo, hi in zip(LENGTH_EDGES, LENGTH_EDGES[1:])) + (f">={LENGTH_EDGES[-1]:,}",)
 
 
 class SplitSettings(Settings):
@@ -62,11 +66,12 @@ def export_split(store: Store, inputs: list[tuple[str, ...]], split: str, settin
                  out_parts: tuple[str, ...]) -> dict:
     """Stream the input shards, keep the rows of `split`, write shards of the target size.
 
-    Returns the split's row count, shard list, documents per language and the shards' schema. Memory holds
-    at most one output shard plus one input shard.
+    Returns the split's row count, shard list, documents per language and length bin, and the shards'
+    schema. Memory holds at most one output shard plus one input shard.
     """
     shards, buffer, rows, text_bytes = [], [], 0, 0
     languages: Counter = Counter()
+    lengths: Counter = Counter()
     schema: list[dict] = []
 
     def flush():
@@ -85,6 +90,7 @@ def export_split(store: Store, inputs: list[tuple[str, ...]], split: str, settin
         table = table.filter(pc.equal(table["split"], split))
         if "lang" in table.column_names:
             languages.update(table["lang"].to_pylist())
+        lengths.update(length_bins(table["text"]))
         start = 0
         while start < table.num_rows:
             take = min(settings.shard_rows - rows, table.num_rows - start)
@@ -96,7 +102,44 @@ def export_split(store: Store, inputs: list[tuple[str, ...]], split: str, settin
             if rows >= settings.shard_rows or text_bytes >= settings.shard_bytes:
                 flush()
     flush()
-    return {"rows": sum(s["rows"] for s in shards), "shards": shards, "languages": dict(languages), "schema": schema}
+    return {"rows": sum(s["rows"] for s in shards), "shards": shards, "languages": dict(languages),
+            "lengths": dict(lengths), "schema": schema}
+
+
+def length_bins(texts: pa.ChunkedArray) -> Counter:
+    """Documents per length bin (LENGTH_BINS), by characters."""
+    at = np.searchsorted(LENGTH_EDGES, np.asarray(pc.utf8_length(texts), dtype=np.int64), side="right") - 1
+    return Counter({LENGTH_BINS[i]: int(n) for i, n in enumerate(np.bincount(at, minlength=len(LENGTH_BINS))) if n})
+
+
+def describe_version(version: str, exported: dict, base: dict | None) -> dict:
+    """The manifest's account of what `version` holds: its own exported splits (`export_split` results)
+    stacked on `base`, the previous version's manifest, or on nothing for a version that stands alone.
+    Shard lists, rows, languages and lengths add up; each shard names the version folder holding it and
+    `added` counts this version's own rows."""
+    base = base or {"version": None, "splits": {}, "languages": {}, "lengths": {}}
+    splits, languages, lengths, schema = {}, Counter(base["languages"]), Counter(base.get("lengths", {})), []
+    for name, own in exported.items():
+        previous = base["splits"].get(name, {"rows": 0, "shards": []})
+        splits[name] = {"rows": previous["rows"] + own["rows"], "added": own["rows"],
+                        "shards": [{"version": base["version"], **s} for s in previous["shards"]]
+                        + [{"version": version, **s} for s in own["shards"]]}
+        languages.update(own["languages"])
+        lengths.update(own["lengths"])
+        schema = own["schema"] or schema
+    return {"base_version": base["version"], "documents": sum(s["rows"] for s in splits.values()),
+            "splits": splits, "schema": schema or base.get("schema", []), "languages": dict(languages.most_common()),
+            "lengths": {b: lengths[b] for b in LENGTH_BINS if lengths[b]}}
+
+
+def latest_manifest(store: Store) -> dict | None:
+    """The manifest `LATEST` points at, or None before the first version."""
+    if not store.exists("LATEST"):
+        return None
+    with store.fs.open(store.path("LATEST"), "rb") as f:
+        version = f.read().decode().strip()
+    with store.fs.open(store.path("versions", version, "manifest.json"), "rb") as f:
+        return json.load(f)
 
 
 def dataset_card(manifest: dict) -> str:
@@ -108,18 +151,22 @@ def dataset_card(manifest: dict) -> str:
         for stage, c in manifest["stages"].items())
     rule_rows = "\n".join(f"| {stage} | {rule} | {n} |" for stage, c in manifest["stages"].items()
                           for rule, n in sorted(c["rejected"].items(), key=lambda kv: -kv[1]))
-    split_rows = "\n".join(f"| {name} | {s['rows']} | {len(s['shards'])} |" for name, s in splits.items())
-    langs = "\n".join(f"| {lang} | {n} |" for lang, n in manifest.get("languages", {}).items())
+    split_rows = "\n".join(f"| {name} | {s['rows']} | {s['added']} | {len(s['shards'])} |" for name, s in splits.items())
+    langs = "\n".join(f"| {lang} | {n} |" for lang, n in list(manifest.get("languages", {}).items())[:20])
+    added = sum(s["added"] for s in splits.values())
+    lineage = (f"{added} of them added by this version on top of `{manifest['base_version']}` (its shards stay in "
+               "that version's folder and are listed in `manifest.json`)" if manifest.get("base_version")
+               else "all in this version's folder")
     gates = "\n".join(f"| {g['gate']} | {g['policy']} | {'passed' if g['success'] else 'FAILED'} |"
                       for g in manifest["gates"])
     return f"""# {manifest['name']} ({manifest['version']})
 
-{total} documents, built by curate run `{manifest['run_id']}` on {manifest['created']} from
+{total} documents, {lineage}. Built by curate run `{manifest['run_id']}` on {manifest['created']} from
 {len(manifest['sources'])} source files. Config hash `{manifest['config_hash'][:16]}`.
 
 ## Splits
-| split | documents | shards |
-|---|---|---|
+| split | documents | added by this version | shards |
+|---|---|---|---|
 {split_rows}
 
 ## What each stage kept
@@ -145,14 +192,25 @@ def dataset_card(manifest: dict) -> str:
 ## Schema
 {chr(10).join(f"- `{f['name']}`: {f['type']}" for f in manifest['schema'])}
 
-Load it with `pyarrow.dataset.dataset("<this folder>/train", format="parquet")` or
-`datasets.load_dataset("parquet", data_files="<this folder>/train/*.parquet")`.
+Load a split from the shard list in the manifest (a version may list shards of the versions before it):
+
+```python
+import json, posixpath, fsspec, pyarrow.dataset as ds
+
+folder = "<this folder>"  # a local path or a URL such as s3://bucket/datasets/name/versions/{manifest['version']}
+with fsspec.open(posixpath.join(folder, "manifest.json")) as f:
+    manifest = json.load(f)
+versions = posixpath.dirname(folder.rstrip("/"))
+files = [posixpath.join(versions, s["version"], s["path"]) for s in manifest["splits"]["train"]["shards"]]
+train = ds.dataset(files, format="parquet")  # or datasets.load_dataset("parquet", data_files=files)
+```
 """
 
 
 def publish(store: Store, version: str, manifest: dict) -> None:
-    """Card, then manifest, then LATEST: the manifest's presence is what makes the version exist."""
+    """Card and report, then manifest, then LATEST: the manifest's presence is what makes the version exist."""
     store.write_bytes(dataset_card(manifest).encode(), "versions", version, "README.md")
+    store.write_bytes(report.render(manifest).encode(), "versions", version, "report.html")
     store.write_json(manifest, "versions", version, "manifest.json")
     store.write_bytes(f"{version}\n".encode(), "LATEST")
 

@@ -125,6 +125,26 @@ def test_parquet_csv_and_txt(tmp_path):
         ("d.txt", 2, "invalid UTF-8 at byte 9 of the file")]
 
 
+def test_every_file_gets_its_checksum_and_listing_stamp(tmp_path):
+    """The ledger's checksum is of the stored bytes, whatever the format and however far reading got."""
+    import hashlib
+    import os
+
+    whole = gzip.compress(b"".join(b'{"text": "doc %d %s"}\n' % (i, b"x" * 2000) for i in range(50)))
+    (tmp_path / "a.jsonl.gz").write_bytes(whole[: len(whole) // 2])  # truncated: reading stops early
+    (tmp_path / "b.jsonl.zst").write_bytes(zstandard.compress(b'{"text": "a"}\n'))
+    (tmp_path / "c.csv").write_text("text\nx\n")
+    pq.write_table(pa.table({"text": ["p"]}), tmp_path / "d.parquet")
+    (tmp_path / "e.txt").write_text("plain")
+    os.utime(tmp_path / "e.txt", (1_700_000_000, 1_700_000_000))
+    counts, _, _ = run_collect(tmp_path, "*.*")
+    for f in counts["files"]:
+        path = tmp_path / f["uri"].split("/")[-1]
+        assert f["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest(), path.name
+        assert f["stamp"] == str(path.stat().st_mtime), path.name
+    assert counts["files"][-1]["stamp"] == "1700000000.0"
+
+
 def test_http_source_on_a_loopback_server(tmp_path):
     import functools
     import http.server

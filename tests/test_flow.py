@@ -28,6 +28,13 @@ EXPECTED_STAGES = {
 }
 
 
+FRESH = ("The river had been rising for three days when the ferry finally stopped running. Farmers on the east "
+         "bank moved their animals to the high pasture, and the school closed early so that the older children "
+         "could help. Nobody in the village remembered a flood this late in the spring. By the fourth morning the "
+         "water had reached the steps of the old mill, and the miller sat on the roof with a flask of tea, "
+         "watching the current carry fence posts and branches past his door. Then the rain stopped.")
+
+
 def make_config(tmp_path: Path, sources: str, output: str, **extra) -> Path:
     data = {"sources": [{"uri": sources, "id_field": "id"}], "output": output,
             "collect": {"shard_rows": 40}, "preprocess": {"language": {"allowed": ["en"]}},
@@ -112,7 +119,10 @@ def test_published_version_manifest_card_and_reports(local_run):
     assert len(manifest["sources"]) == 4 and manifest["config_hash"]
     assert [g["gate"] for g in manifest["gates"]] == ["raw", "clean", "dedup", "export"]
     card = (version / "README.md").read_text()
-    assert "| train | 20 | 1 |" in card and "| dedup | dedup.near | 1 |" in card
+    assert "| train | 20 | 20 | 1 |" in card and "| dedup | dedup.near | 1 |" in card
+    report = (version / "report.html").read_text()
+    assert report.count("<svg") == 4 and "<title>2 documents: 4</title>" in report  # 4 pairs of duplicates
+    assert manifest["lengths"] == {"100-300": 2, "300-1,000": 7, "1,000-3,000": 12, "3,000-10,000": 7}
     gates_dir = out / "runs" / summary["run_id"] / "reports" / "gates"
     for gate in ("raw", "clean", "dedup", "export"):
         assert json.loads((gates_dir / f"{gate}.json").read_text())["success"] is True
@@ -164,7 +174,7 @@ def exported(out: Path, version: str):
     return read([str(p) for p in sorted((out / "versions" / version).glob("*/part-*.parquet"))])
 
 
-def test_a_later_run_dedups_against_the_published_version(local_run, tmp_path):
+def test_incremental_runs_take_only_new_files_and_dedup_against_what_is_published(local_run, tmp_path):
     summary, first_out = local_run
     out = tmp_path / "out"
     shutil.copytree(first_out, out)
@@ -176,20 +186,47 @@ def test_a_later_run_dedups_against_the_published_version(local_run, tmp_path):
     new = [{"id": "copy-a", "text": old[a]}, {"id": "near-b", "text": " ".join(words)},
            {"id": "lower-c", "text": old[c].lower()},
            {"id": "fresh-1", "text": old[a] + "\n\n" + old[b]}, {"id": "fresh-2", "text": old[c] + "\n\n" + old[a]}]
-    (tmp_path / "new.jsonl").write_text("".join(json.dumps(r) + "\n" for r in new))
-    config = load_config(make_config(tmp_path, str(tmp_path / "new.jsonl"), str(out),
-                                     dedup={"against_published": True}), {"export.version": "v2"})
-    second = run_pipeline(config)
-    assert second["stages"]["preprocess"]["kept"] == 5
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "new.jsonl").write_text("".join(json.dumps(r) + "\n" for r in new))
+    path = make_config(tmp_path, str(E2E / "*.jsonl*"), str(out), incremental=True)
+    data = yaml.safe_load(path.read_text())
+    data["sources"].append({"uri": str(incoming / "*.jsonl"), "id_field": "id"})
+    path.write_text(yaml.safe_dump(data))
+
+    second = run_pipeline(load_config(path, {"export.version": "v2"}))
+    assert second["stages"]["collect"]["in"] == 5  # only the new file: the ledger has the first run's four
     assert second["stages"]["dedup"] == {"in": 5, "kept": 2, "quarantined": 0,
                                          "rejected": {"dedup.exact": 2, "dedup.near": 1}}
     removed = read(out / "runs" / second["run_id"] / "dedup" / "_rejected").to_pylist()
     assert sorted((r["id"], r["duplicate_of"], r["rule"]) for r in removed) == [
         ("copy-a", a, "dedup.exact"), ("lower-c", c, "dedup.exact"), ("near-b", b, "dedup.near")]
     assert sorted(exported(out, "v2")["id"].to_pylist()) == ["fresh-1", "fresh-2"]
-    assert json.loads((out / "index" / "v2" / "index.json").read_text())["documents"] == 2
+    manifest = json.loads((out / "versions" / "v2" / "manifest.json").read_text())
+    assert (manifest["base_version"], manifest["documents"], second["documents"]) == ("v1", 30, 30)
+    assert [Path(s["uri"]).name for s in manifest["sources"]] == ["new.jsonl"]
+    shards = [s for split in manifest["splits"].values() for s in split["shards"]]
+    files = [str(out / "versions" / s["version"] / s["path"]) for s in shards]
+    assert {s["version"] for s in shards} == {"v1", "v2"} and read(files).num_rows == 30
+    assert sum(s["added"] for s in manifest["splits"].values()) == 2
+    ledger = read(out / "ledger" / "v2.parquet").to_pylist()
+    assert [(Path(e["uri"]).name, e["records"], e["version"]) for e in ledger] == [("new.jsonl", 5, "v2")]
+    assert "2 of them added by this version on top of `v1`" in (out / "versions" / "v2" / "README.md").read_text()
+
+    third = run_pipeline(load_config(path, {"export.version": "v3"}))
+    assert third == {"run_id": third["run_id"], "version": None, "published": None, "nothing_new": True,
+                     "source_files": 5, "latest_version": "v2"}
+    assert not (out / "versions" / "v3").exists() and (out / "LATEST").read_text() == "v2\n"
+    assert not (out / "runs" / third["run_id"]).exists()
+
+    with (incoming / "new.jsonl").open("a") as f:  # a changed file is taken again, whole
+        f.write(json.dumps({"id": "fresh-3", "text": FRESH}) + "\n")
     with pytest.raises(FailedRun, match="version 'v2' is already published"):
-        run_pipeline(config)
+        run_pipeline(load_config(path, {"export.version": "v2"}))
+    fourth = run_pipeline(load_config(path, {"export.version": "v3"}))
+    assert fourth["stages"]["dedup"] == {"in": 6, "kept": 1, "quarantined": 0,
+                                         "rejected": {"dedup.exact": 4, "dedup.near": 1}}  # the five seen before
+    assert exported(out, "v3")["id"].to_pylist() == ["fresh-3"] and fourth["documents"] == 31
 
 
 def test_results_do_not_depend_on_workers_shards_or_key_ranges(local_run, tmp_path):

@@ -1,0 +1,47 @@
+"""The ingest ledger: the source files each published version took, so a recurring ingest reads only what
+is new or changed.
+
+    ledger/<version>.parquet   uri, size, stamp (ETag or modification time), sha256, records, quarantined
+
+A version's ledger is written just before its manifest, and only the ledgers of published versions (those
+with a manifest) count: the files of a run that failed are taken again by the next one.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+import pyarrow as pa
+
+from tasks.collect import InputFile
+from tasks.storage import Store
+
+LEDGER_SCHEMA = pa.schema([("uri", pa.string()), ("size", pa.int64()), ("stamp", pa.string()),
+                           ("sha256", pa.string()), ("records", pa.int64()), ("quarantined", pa.int64()),
+                           ("version", pa.string())])
+
+
+def record(store: Store, version: str, files: list[dict]) -> None:
+    """Write the ledger of `version` from the collect stage's per-file entries."""
+    rows = [{"uri": f["uri"], "size": f["bytes"], "stamp": f["stamp"], "sha256": f["sha256"],
+             "records": f["records"], "quarantined": f["quarantined"], "version": version} for f in files]
+    store.write_table(pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA), "ledger", f"{version}.parquet")
+
+
+def published_versions(store: Store) -> set[str]:
+    pattern = posixpath.join(store.path("versions"), "*", "manifest.json")
+    return {posixpath.basename(posixpath.dirname(p)) for p in store.fs.glob(pattern)}
+
+
+def read(store: Store) -> pa.Table:
+    """Every file the published versions took."""
+    published = published_versions(store)
+    tables = [store.read_table("ledger", name) for name in store.list("ledger", pattern="*.parquet")
+              if name.removesuffix(".parquet") in published]
+    return pa.concat_tables(tables) if tables else LEDGER_SCHEMA.empty_table()
+
+
+def unseen(files: list[InputFile], ledger: pa.Table) -> list[InputFile]:
+    """The files no published version took as they are now: new URIs, or a size or stamp that changed."""
+    seen = set(zip(ledger["uri"].to_pylist(), ledger["size"].to_pylist(), ledger["stamp"].to_pylist()))
+    return [f for f in files if (f.url, f.size, f.stamp) not in seen]

@@ -1,0 +1,43 @@
+import re
+
+import pyarrow as pa
+
+from tasks.export import LENGTH_BINS, length_bins
+from tasks.report import bar_chart, rejections, render
+
+STAGES = {"collect": {"in": 10, "kept": 9, "rejected": {}, "quarantined": 1},
+          "preprocess": {"in": 9, "kept": 6, "rejected": {"c4.curly_bracket": 1, "language.allowed": 2}, "quarantined": 0},
+          "dedup": {"in": 6, "kept": 5, "rejected": {"dedup.exact": 1}, "quarantined": 0}}
+
+
+def test_length_bins_count_characters_not_bytes():
+    texts = pa.chunked_array([["é" * 99, "x" * 100, "y" * 299, "z" * 100_000]])
+    assert LENGTH_BINS[:3] == ("0-100", "100-300", "300-1,000") and LENGTH_BINS[-1] == ">=100,000"
+    assert length_bins(texts) == {"0-100": 1, "100-300": 2, ">=100,000": 1}
+
+
+def test_rejections_cover_every_stage_and_quarantine_most_first():
+    assert rejections(STAGES) == [("preprocess: language.allowed", 2), ("preprocess: c4.curly_bracket", 1),
+                                  ("dedup: dedup.exact", 1), ("collect: quarantined (malformed)", 1)]
+
+
+def test_bar_chart_scales_to_the_largest_bar_and_labels_values():
+    svg = bar_chart("t", [("a", 4), ("b", 1), ("c", 0)], "#000")
+    assert re.findall(r'<rect [^>]*width="(\d+)"', svg) == ["420", "105", "0"]
+    assert [t for t in re.findall(r">([^<]+)</text>", svg)] == ["a", "4", "b", "1", "c", "0"]
+    assert "nothing here" in bar_chart("t", [], "#000", "nothing here")
+
+
+def test_report_has_the_four_plots_and_escapes_names():
+    manifest = {"name": "<corpus>", "version": "v2", "run_id": "r", "created": "now", "base_version": "v1",
+                "documents": 12, "sources": [{}], "stages": STAGES,
+                "splits": {"train": {"rows": 12, "added": 5, "shards": [{}, {}]}},
+                "gates": [{"gate": "raw", "success": True}, {"gate": "dedup", "success": False}],
+                "lengths": {"100-300": 7, "300-1,000": 5}, "languages": {"en": 11, "de": 1},
+                "dedup": {"cluster_sizes": {"2": 3, "10": 1}}}
+    html = render(manifest)
+    assert "&lt;corpus&gt;" in html and "<corpus>" not in html
+    assert "12 documents on top of <b>v1</b>" in html and "dedup: FAILED" in html
+    assert html.count("<svg") == 4
+    assert "<title>10 documents: 1</title>" in html and "<title>de: 1</title>" in html
+    assert "<tr><td>train</td><td>12</td><td>5</td><td>2</td></tr>" in html
