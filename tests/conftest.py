@@ -24,6 +24,13 @@ os.environ.update({
 })
 os.environ.pop("PREFECT_API_URL", None)
 
+# An English paragraph in no test corpus: a document every quality filter keeps and nothing duplicates.
+FRESH = ("The river had been rising for three days when the ferry finally stopped running. Farmers on the east "
+         "bank moved their animals to the high pasture, and the school closed early so that the older children "
+         "could help. Nobody in the village remembered a flood this late in the spring. By the fourth morning the "
+         "water had reached the steps of the old mill, and the miller sat on the roof with a flask of tea, "
+         "watching the current carry fence posts and branches past his door. Then the rain stopped.")
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from prefect.exceptions import FailedRun
 
+from conftest import FRESH
 from flows.config import load_config
 from flows.curate import prefect_api, run_pipeline
 
@@ -26,13 +27,6 @@ EXPECTED_STAGES = {
     "dedup": {"in": 32, "kept": 28, "rejected": {"dedup.exact": 3, "dedup.near": 1}, "quarantined": 0},
     "export": {"in": 28, "kept": 28, "rejected": {}, "quarantined": 0},
 }
-
-
-FRESH = ("The river had been rising for three days when the ferry finally stopped running. Farmers on the east "
-         "bank moved their animals to the high pasture, and the school closed early so that the older children "
-         "could help. Nobody in the village remembered a flood this late in the spring. By the fourth morning the "
-         "water had reached the steps of the old mill, and the miller sat on the roof with a flask of tea, "
-         "watching the current carry fence posts and branches past his door. Then the rain stopped.")
 
 
 def make_config(tmp_path: Path, sources: str, output: str, **extra) -> Path:

@@ -1,20 +1,23 @@
 """`curate server` and `curate serve` against a real Prefect server on 127.0.0.1: a served deployment, a run
-triggered through the Prefect client with custom parameters, its artifacts and published version."""
+triggered through the Prefect client with custom parameters, its artifacts and published version, then a
+scheduled-style run that ingests only the files added since, and one that finds nothing new."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import pyarrow.dataset as ds
 import pytest
 import yaml
 
-from conftest import free_port
+from conftest import FRESH, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 E2E = Path(__file__).resolve().parent / "data" / "e2e"
@@ -61,14 +64,19 @@ def test_server_says_where_and_serve_needs_one(prefect_server):
     assert out.returncode == 2 and "curate server" in out.stderr
 
 
-def test_served_deployment_runs_with_custom_parameters(prefect_server, tmp_path):
+def test_served_deployment_runs_with_custom_parameters_then_ingests_only_new_files(prefect_server, tmp_path):
+    import asyncio
+
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     url, home, _ = prefect_server
-    config = {"sources": [{"uri": str(E2E / "*.jsonl*"), "id_field": "id"}], "output": str(tmp_path / "out"),
-              "collect": {"shard_rows": 40}, "preprocess": {"language": {"allowed": ["en"]}},
+    src = tmp_path / "src"
+    shutil.copytree(E2E, src)
+    config = {"sources": [{"uri": str(src / "*.jsonl*"), "id_field": "id"}], "output": str(tmp_path / "out"),
+              "incremental": True, "collect": {"shard_rows": 40}, "preprocess": {"language": {"allowed": ["en"]}},
               "export": {"name": "served", "splits": {"train": 0.8, "validation": 0.1, "test": 0.1}}}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -76,38 +84,61 @@ def test_served_deployment_runs_with_custom_parameters(prefect_server, tmp_path)
     with open(tmp_path / "serve.log", "w") as out:
         serve = subprocess.Popen([*CURATE, "serve", str(path), "--cron", "0 3 * * *", "--name", "e2e"], env=env,
                                  cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True)
+
+    async def read(what, **kwargs):
+        async with get_client() as client:
+            return await getattr(client, what)(**kwargs)
+
     try:
         with temporary_settings(updates={PREFECT_API_URL: f"{url}/api"}):
-            async def deployment():
-                async with get_client() as client:
-                    return await client.read_deployment_by_name("curate/e2e")
-
-            import asyncio
-            found = wait_for(lambda: asyncio.run(deployment()), 60, "deployment curate/e2e")
+            found = wait_for(lambda: asyncio.run(read("read_deployment_by_name", name="curate/e2e")), 60,
+                             "deployment curate/e2e")
             assert found.schedules[0].schedule.cron == "0 3 * * *"
             custom = {**config, "export": {**config["export"], "name": "from-the-client", "version": "v-custom"}}
-            run = run_deployment("curate/e2e", parameters={"config": custom}, timeout=300)
-            assert run.state.is_completed(), run.state.message
+            first = run_deployment("curate/e2e", parameters={"config": custom}, timeout=300)
+            assert first.state.is_completed(), first.state.message
+            artifacts = {a.key: a for a in asyncio.run(read("read_artifacts", artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[first.id]))))}
 
-            async def artifacts():
-                from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-                async with get_client() as client:
-                    return await client.read_artifacts(artifact_filter=ArtifactFilter(
-                        flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
-            found = {a.key: a for a in asyncio.run(artifacts())}
-            keys = set(found)
+            published = read_exported(tmp_path / "out", "v-custom")
+            ids = {r["id"] for r in published}
+            copy = next(r for r in map(json.loads, (src / "part-b.jsonl").read_text().splitlines()) if r["id"] in ids)
+            (src / "new.jsonl").write_text(json.dumps({"id": "copy", "text": copy["text"]}) + "\n"
+                                           + json.dumps({"id": "fresh", "text": FRESH}) + "\n")
+            second = run_deployment("curate/e2e", timeout=300)  # the deployment's own parameters
+            assert second.state.is_completed(), second.state.message
+            third = run_deployment("curate/e2e", timeout=300)
     finally:
         serve.terminate()
         serve.wait(timeout=30)
     gates = ("raw", "clean", "dedup", "export")
-    assert {"run-summary", *(f"gate-{g}{kind}" for g in gates for kind in ("", "-table", "-docs"))} <= keys
-    table = found["gate-raw-table"].data
+    assert {"run-summary", "run-report", *(f"gate-{g}{kind}" for g in gates for kind in ("", "-table", "-docs"))
+            } <= set(artifacts)
+    table = artifacts["gate-raw-table"].data
     rows = json.loads(table) if isinstance(table, str) else table
     assert rows and {r["result"] for r in rows} == {"pass"} and "expect_column_values_to_not_be_null" in {
         r["expectation"] for r in rows}
-    link = found["gate-raw-docs"].data  # markdown: [text](url)
+    link = artifacts["gate-raw-docs"].data  # markdown: [text](url)
     assert link.startswith("[Data Docs of gate raw](") and link.endswith("/reports/gates/raw/index.html)")
+    assert artifacts["run-report"].data.endswith("/versions/v-custom/report.html)")
     manifest = json.loads((tmp_path / "out" / "versions" / "v-custom" / "manifest.json").read_text())
-    assert manifest["name"] == "from-the-client"
-    assert sum(s["rows"] for s in manifest["splits"].values()) == 28
+    assert manifest["name"] == "from-the-client" and manifest["documents"] == 28 and len(published) == 28
+
+    latest = (tmp_path / "out" / "LATEST").read_text().strip()
+    manifest = json.loads((tmp_path / "out" / "versions" / latest / "manifest.json").read_text())
+    assert (manifest["name"], manifest["base_version"], manifest["documents"]) == ("served", "v-custom", 29)
+    assert [Path(f["uri"]).name for f in manifest["sources"]] == ["new.jsonl"]  # only the new file
+    assert manifest["stages"]["dedup"]["rejected"] == {"dedup.exact": 1}
+    removed = read_rejected(tmp_path / "out" / "runs" / manifest["run_id"])
+    assert [(r["id"], r["duplicate_of"]) for r in removed] == [("copy", copy["id"])]
+    assert [r["id"] for r in read_exported(tmp_path / "out", latest)] == ["fresh"]
+    assert (third.state.name, third.state.is_completed()) == ("Nothing new", True)
+    assert (tmp_path / "out" / "LATEST").read_text().strip() == latest
+
+
+def read_exported(out: Path, version: str) -> list[dict]:
+    return ds.dataset(sorted(str(p) for p in (out / "versions" / version).glob("*/part-*.parquet"))).to_table().to_pylist()
+
+
+def read_rejected(run: Path) -> list[dict]:
+    return ds.dataset(str(run / "dedup" / "_rejected")).to_table().to_pylist()
