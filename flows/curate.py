@@ -92,7 +92,16 @@ class VersionExists(Exception):
     """The configured version name is taken: published versions are immutable."""
 
 
-@flow(name="curate", log_prints=True,
+def run_name() -> str:
+    """`web-en: incremental ingest, 2026-11-22 03:00 UTC`: what a person scans for in the runs list."""
+    config = runtime.flow_run.parameters.get("config")
+    data = config.model_dump() if isinstance(config, PipelineConfig) else dict(config or {})
+    kind = "incremental ingest" if data.get("incremental") else "full run"
+    name = (data.get("export") or {}).get("name") or "curate"
+    return f"{name}: {kind}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+
+
+@flow(name="curate", log_prints=True, flow_run_name=run_name,
       # Deployed runs (prefect deploy, curate serve) start from this decorator: the process's environment
       # names the cluster there (docker-compose.yml sets it). `run_pipeline` uses the config's instead.
       task_runner=task_runner(DaskSettings(address=os.environ.get("DASK_SCHEDULER_ADDRESS") or None)))

@@ -63,7 +63,7 @@ def test_deployments_name_the_flow_and_valid_configs():
     for d in deployments.values():
         assert d["entrypoint"] == "flows/curate.py:curate" and d["work_pool"]["name"] == "curate-process"
         config = PipelineConfig.model_validate(d["parameters"]["config"])
-        assert config.output == "s3://curate/datasets/web-en" and config.dedup.against_published
+        assert config.output == "s3://curate/datasets/web-en" and config.incremental
 
 
 def test_deployed_runs_use_the_scheduler_named_by_the_environment():

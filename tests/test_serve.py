@@ -8,51 +8,16 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pyarrow.dataset as ds
-import pytest
 import yaml
 
-from conftest import FRESH, free_port
+from conftest import CURATE, FRESH, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 E2E = Path(__file__).resolve().parent / "data" / "e2e"
-CURATE = [sys.executable, "-m", "flows.cli"]
-
-
-def wait_for(check, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception:  # not up yet
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{what} not ready after {seconds} s")
-
-
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": ""}
-    log = home / "server.log"
-    with open(log, "w") as out:  # a file, not a pipe nobody reads: a full pipe would block the server
-        server = subprocess.Popen([*CURATE, "server", "--port", str(port)], env=env, cwd=ROOT,
-                                  stdout=out, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: httpx.get(f"{url}/api/health", timeout=2).status_code == 200, 120, "Prefect server")
-        yield url, home, log
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_server_says_where_and_serve_needs_one(prefect_server):
