@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
 import sys
 import time
+from typing import NoReturn
 
 # Offline and quiet by default; a user's own settings win.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -63,17 +63,19 @@ def cmd_run(args) -> int:
     return 0
 
 
-def cmd_server(args) -> int:
+def cmd_server(args) -> NoReturn:
     """The Prefect server and UI in the foreground (SQLite under PREFECT_HOME)."""
     url = f"http://{args.host}:{args.port}"
     print(f"Prefect UI at {url}, API at {url}/api. In another shell:\n"
           f"  export PREFECT_API_URL={url}/api\n  curate serve CONFIG --cron '0 3 * * *'\nCtrl-C stops the server.",
           flush=True)
-    try:
-        return subprocess.run([sys.executable, "-m", "prefect", "server", "start", "--host", args.host,
-                               "--port", str(args.port)]).returncode
-    except KeyboardInterrupt:
-        return 0
+    # The UI's pages call the API from the browser; left alone, Prefect points them at port 4200 whatever
+    # --port says. Behind a proxy or on another host, set PREFECT_UI_API_URL yourself.
+    browser_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    env = {"PREFECT_UI_API_URL": f"http://{browser_host}:{args.port}/api", **os.environ}
+    # exec, not a child process: a signal to `curate server` reaches the server itself, and nothing is orphaned
+    os.execve(sys.executable, [sys.executable, "-m", "prefect", "server", "start", "--host", args.host,
+                               "--port", str(args.port)], env)
 
 
 def cmd_serve(args) -> int:

@@ -61,7 +61,8 @@ def run_gate(gate: str, store: Store, run: str, shard_parts: list[tuple[str, ...
     create_markdown_artifact(key=f"gate-{gate}", markdown=gate_markdown(result, docs_url), description=f"gate {gate}")
     create_table_artifact(key=f"gate-{gate}-table", table=gate_rows(result),
                           description=f"gate {gate}: one row per expectation")
-    create_link_artifact(key=f"gate-{gate}-docs", link=docs_url, link_text=f"Data Docs of gate {gate}")
+    create_link_artifact(key=f"gate-{gate}-docs", link=docs_url, link_text=f"Data Docs of gate {gate}",
+                         description=f"gate {gate}: Great Expectations Data Docs")
     logger = get_run_logger()
     if not result["success"]:
         message = gates.failure_message(result)
@@ -187,7 +188,8 @@ def curate_once(config: PipelineConfig) -> dict:
     publish(store, version, manifest)
     dedup_index.commit(store, version, shards, exported_rows, dedup_settings)
     create_link_artifact(key="run-report", link=store.url(*out, "report.html"),
-                         link_text=f"Run report of {version}: lengths, languages, rejections, duplicate clusters")
+                         link_text=f"Run report of {version}: lengths, languages, rejections, duplicate clusters",
+                         description="HTML run report with plots, next to the manifest")
     summary = {"run_id": run_id, "version": version, "published": store.url(*out), "stages": counts,
                "splits": {k: v["rows"] for k, v in splits.items()}, "documents": manifest["documents"],
                "base_version": manifest["base_version"],

@@ -60,7 +60,15 @@ def dedup_sketch(store: Store, run: str, shard: str, settings: dedup.DedupSettin
     return table.num_rows
 
 
-@task(name="dedup-candidates", task_run_name="candidates bands {bands} keys {part}/{parts}", **IO_RETRIES)
+def candidates_run_name(parameters: dict) -> str:
+    """`candidates exact + bands 0-24, keys 1/1`: the band list itself is too long to read in the UI."""
+    near = [b for b in parameters["bands"] if b != dedup.EXACT_BAND]
+    parts = (["exact"] if dedup.EXACT_BAND in parameters["bands"] else []) + (
+        [f"bands {near[0]}-{near[-1]}" if len(near) > 1 else f"band {near[0]}"] if near else [])
+    return f"candidates {' + '.join(parts)}, keys {parameters['part'] + 1}/{parameters['parts']}"
+
+
+@task(name="dedup-candidates", task_run_name=candidates_run_name, **IO_RETRIES)
 def dedup_candidates(store: Store, run: str, sources: list[KeySource], bands: list[int], part: int, parts: int) -> int:
     """Reads each shard's keys of these bands in this key range once, then pairs band by band."""
     tables = [(src, dedup.in_key_range(store.read_table(*src.keys, columns=["band", "key", "row"],

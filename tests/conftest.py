@@ -8,10 +8,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -72,6 +74,25 @@ def prefect_server(tmp_path_factory):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@contextmanager
+def serving(prefect_server, config: dict, folder: Path, name: str, *options: str):
+    """`curate serve` of `config` as deployment curate/<name> until the block ends; yields the API URL."""
+    url, home, _ = prefect_server
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"{url}/api"}
+    with open(folder / f"serve-{name}.log", "w") as out:
+        serve = subprocess.Popen([*CURATE, "serve", str(path), "--name", name, *options], env=env, cwd=ROOT,
+                                 stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: httpx.get(f"{url}/api/deployments/name/curate/{name}", timeout=2).status_code == 200,
+                 60, f"deployment curate/{name}")
+        yield f"{url}/api"
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

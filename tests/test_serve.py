@@ -12,9 +12,8 @@ from pathlib import Path
 
 import httpx
 import pyarrow.dataset as ds
-import yaml
 
-from conftest import CURATE, FRESH, wait_for
+from conftest import CURATE, FRESH, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 E2E = Path(__file__).resolve().parent / "data" / "e2e"
@@ -37,45 +36,34 @@ def test_served_deployment_runs_with_custom_parameters_then_ingests_only_new_fil
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    url, home, _ = prefect_server
     src = tmp_path / "src"
     shutil.copytree(E2E, src)
     config = {"sources": [{"uri": str(src / "*.jsonl*"), "id_field": "id"}], "output": str(tmp_path / "out"),
               "incremental": True, "collect": {"shard_rows": 40}, "preprocess": {"language": {"allowed": ["en"]}},
               "export": {"name": "served", "splits": {"train": 0.8, "validation": 0.1, "test": 0.1}}}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"{url}/api"}
-    with open(tmp_path / "serve.log", "w") as out:
-        serve = subprocess.Popen([*CURATE, "serve", str(path), "--cron", "0 3 * * *", "--name", "e2e"], env=env,
-                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True)
 
     async def read(what, **kwargs):
         async with get_client() as client:
             return await getattr(client, what)(**kwargs)
 
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: f"{url}/api"}):
-            found = wait_for(lambda: asyncio.run(read("read_deployment_by_name", name="curate/e2e")), 60,
-                             "deployment curate/e2e")
-            assert found.schedules[0].schedule.cron == "0 3 * * *"
-            custom = {**config, "export": {**config["export"], "name": "from-the-client", "version": "v-custom"}}
-            first = run_deployment("curate/e2e", parameters={"config": custom}, timeout=300)
-            assert first.state.is_completed(), first.state.message
-            artifacts = {a.key: a for a in asyncio.run(read("read_artifacts", artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[first.id]))))}
+    with serving(prefect_server, config, tmp_path, "e2e", "--cron", "0 3 * * *") as api, \
+            temporary_settings(updates={PREFECT_API_URL: api}):
+        found = asyncio.run(read("read_deployment_by_name", name="curate/e2e"))
+        assert found.schedules[0].schedule.cron == "0 3 * * *"
+        custom = {**config, "export": {**config["export"], "name": "from-the-client", "version": "v-custom"}}
+        first = run_deployment("curate/e2e", parameters={"config": custom}, timeout=300)
+        assert first.state.is_completed(), first.state.message
+        artifacts = {a.key: a for a in asyncio.run(read("read_artifacts", artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[first.id]))))}
 
-            published = read_exported(tmp_path / "out", "v-custom")
-            ids = {r["id"] for r in published}
-            copy = next(r for r in map(json.loads, (src / "part-b.jsonl").read_text().splitlines()) if r["id"] in ids)
-            (src / "new.jsonl").write_text(json.dumps({"id": "copy", "text": copy["text"]}) + "\n"
-                                           + json.dumps({"id": "fresh", "text": FRESH}) + "\n")
-            second = run_deployment("curate/e2e", timeout=300)  # the deployment's own parameters
-            assert second.state.is_completed(), second.state.message
-            third = run_deployment("curate/e2e", timeout=300)
-    finally:
-        serve.terminate()
-        serve.wait(timeout=30)
+        published = read_exported(tmp_path / "out", "v-custom")
+        ids = {r["id"] for r in published}
+        copy = next(r for r in map(json.loads, (src / "part-b.jsonl").read_text().splitlines()) if r["id"] in ids)
+        (src / "new.jsonl").write_text(json.dumps({"id": "copy", "text": copy["text"]}) + "\n"
+                                       + json.dumps({"id": "fresh", "text": FRESH}) + "\n")
+        second = run_deployment("curate/e2e", timeout=300)  # the deployment's own parameters
+        assert second.state.is_completed(), second.state.message
+        third = run_deployment("curate/e2e", timeout=300)
     gates = ("raw", "clean", "dedup", "export")
     assert {"run-summary", "run-report", *(f"gate-{g}{kind}" for g in gates for kind in ("", "-table", "-docs"))
             } <= set(artifacts)

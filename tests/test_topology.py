@@ -93,5 +93,5 @@ def test_deployed_flow_on_separate_scheduler_workers_and_s3(tmp_path, dask_clust
     assert flow_run.name.startswith("web-en: incremental ingest, ") and flow_run.state.is_completed()
     names = {t.name for t in task_runs}
     assert {"collect unit 0 (4 files)", "gate raw: part-00000-0000.parquet", "preprocess part-00000-0000.parquet",
-            "sketch part-00000-0000.parquet", "clusters", "dedup part-00000-0000.parquet", "export train"} <= names, names
+            "sketch part-00000-0000.parquet", "candidates exact + bands 0-24, keys 1/1", "clusters", "dedup part-00000-0000.parquet", "export train"} <= names, names
     assert {t.state.type.value for t in task_runs} == {"COMPLETED"}
