@@ -87,8 +87,6 @@ def cmd_serve(args) -> int:
         print("curate: serve needs a Prefect server that outlives it: start one with `curate server` and set "
               "PREFECT_API_URL=http://127.0.0.1:4200/api", file=sys.stderr)
         return 2
-    if config.dask.address:  # flow runs start in subprocesses from the flow's own decorator: hand them the cluster
-        os.environ["DASK_SCHEDULER_ADDRESS"] = config.dask.address
     from flows.curate import curate
 
     print(f"serving deployment curate/{args.name} ({'cron ' + args.cron if args.cron else 'on demand'}) "

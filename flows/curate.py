@@ -9,8 +9,10 @@ flow's signature, and a string annotation for `PipelineConfig` cannot be resolve
 import os
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from typing import Mapping
 
 from prefect import flow, get_run_logger, runtime, unmapped
+from prefect.context import FlowRunContext
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
 from prefect.server.api.server import SubprocessASGIServer
@@ -26,12 +28,33 @@ from tasks.dedup import index as dedup_index
 from tasks.export import SPLITS, describe_version, latest_manifest, new_version, publish
 from tasks.storage import Store
 
-def task_runner(dask: DaskSettings) -> DaskTaskRunner:
-    if dask.address:
-        return DaskTaskRunner(address=dask.address)
-    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
-        "n_workers": dask.n_workers, "threads_per_worker": dask.threads_per_worker, "processes": True,
-        "memory_limit": dask.memory_limit, "dashboard_address": None})
+def cluster_for(dask: DaskSettings, environ: Mapping[str, str]) -> dict:
+    """Where a run's tasks go: the config's scheduler, else DASK_SCHEDULER_ADDRESS (docker-compose.yml sets
+    it for deployed runs), else a local cluster of the config's size. DaskTaskRunner's arguments."""
+    address = dask.address or environ.get("DASK_SCHEDULER_ADDRESS") or None
+    if address:
+        return {"address": address}
+    return {"cluster_kwargs": {"n_workers": dask.n_workers, "threads_per_worker": dask.threads_per_worker,
+                               "processes": True, "memory_limit": dask.memory_limit, "dashboard_address": None}}
+
+
+class ConfiguredDaskTaskRunner(DaskTaskRunner):
+    """A DaskTaskRunner that takes its cluster from the run's own `config` parameter when the first task is
+    submitted, so runs started from a deployment or the UI form honour its `dask` settings, and a run that
+    submits no task (nothing new) starts no cluster."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**{"cluster_class": "distributed.LocalCluster", **kwargs})
+
+    @property
+    def client(self):
+        if not self._client:
+            config = FlowRunContext.get().parameters["config"]
+            if not isinstance(config, PipelineConfig):
+                config = PipelineConfig.model_validate(config)
+            for name, value in cluster_for(config.dask, os.environ).items():
+                setattr(self, name, value)
+        return super().client
 
 
 def merge_counts(results: list[dict]) -> dict:
@@ -102,10 +125,7 @@ def run_name() -> str:
     return f"{name}: {kind}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
 
 
-@flow(name="curate", log_prints=True, flow_run_name=run_name,
-      # Deployed runs (prefect deploy, curate serve) start from this decorator: the process's environment
-      # names the cluster there (docker-compose.yml sets it). `run_pipeline` uses the config's instead.
-      task_runner=task_runner(DaskSettings(address=os.environ.get("DASK_SCHEDULER_ADDRESS") or None)))
+@flow(name="curate", log_prints=True, flow_run_name=run_name, task_runner=ConfiguredDaskTaskRunner())
 def curate(config: PipelineConfig) -> dict:
     """Curate the configured sources into a published, gated dataset version; returns the run summary."""
     try:
@@ -273,6 +293,6 @@ def prefect_api():
 
 
 def run_pipeline(config: PipelineConfig) -> dict:
-    """Run the flow on the Dask cluster the config names (a local one by default)."""
+    """Run the flow in this process, its tasks on the Dask cluster the config names (a local one by default)."""
     with prefect_api():
-        return curate.with_options(task_runner=task_runner(config.dask))(config=config)
+        return curate(config=config)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -66,8 +65,12 @@ def test_deployments_name_the_flow_and_valid_configs():
         assert config.output == "s3://curate/datasets/web-en" and config.incremental
 
 
-def test_deployed_runs_use_the_scheduler_named_by_the_environment():
-    probe = "from flows.curate import curate; print(curate.task_runner.address)"
-    env = {**os.environ, "DASK_SCHEDULER_ADDRESS": "tcp://dask-scheduler:8786"}
-    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, cwd=ROOT)
-    assert out.stdout.strip() == "tcp://dask-scheduler:8786", out.stderr[-2000:]
+def test_runs_take_their_cluster_from_the_config_then_the_environment():
+    from flows.config import DaskSettings
+    from flows.curate import cluster_for
+
+    compose = {"DASK_SCHEDULER_ADDRESS": "tcp://dask-scheduler:8786"}
+    assert cluster_for(DaskSettings(), compose) == {"address": "tcp://dask-scheduler:8786"}
+    assert cluster_for(DaskSettings(address="tcp://other:8786"), compose) == {"address": "tcp://other:8786"}
+    assert cluster_for(DaskSettings(n_workers=3, memory_limit="1GiB"), {}) == {"cluster_kwargs": {
+        "n_workers": 3, "threads_per_worker": 1, "processes": True, "memory_limit": "1GiB", "dashboard_address": None}}
