@@ -24,6 +24,10 @@ from flows.config import ConfigError, load_config  # noqa: E402
 
 
 def summary_table(summary: dict, seconds: float) -> str:
+    if summary.get("nothing_new"):
+        latest = f"; the latest version is still {summary['latest_version']}" if summary["latest_version"] else ""
+        return (f"run {summary['run_id']} finished in {seconds:.1f} s: nothing new, all {summary['source_files']} "
+                f"source files were ingested already{latest}")
     lines = [f"run {summary['run_id']} finished in {seconds:.1f} s", "",
              f"{'stage':<12}{'in':>10}{'kept':>10}{'rejected':>10}{'quarantined':>13}"]
     for stage, c in summary["stages"].items():
@@ -35,7 +39,9 @@ def summary_table(summary: dict, seconds: float) -> str:
             lines.append(f"{rule:<50}{n:>10}")
     lines += ["", "gates: " + ", ".join(f"{g} {'passed' if ok else 'FAILED (warn)'}" for g, ok in summary["gates"].items()),
               "splits: " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()),
-              f"published: {summary['published']}"]
+              f"published: {summary['published']} ({summary['documents']} documents"
+              + (f", {sum(summary['splits'].values())} added on top of {summary['base_version']})"
+                 if summary["base_version"] else ")")]
     return "\n".join(lines)
 
 

@@ -44,3 +44,23 @@ def test_cli_check_exit_codes(tmp_path, capsys):
     assert main(["check", str(write(tmp_path, "sources: []\noutput: o\n"))]) == 2
     assert "sources: List should have at least 1 item" in capsys.readouterr().err
     assert main(["check", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_run_summary_table_for_a_published_and_a_nothing_new_run():
+    from flows.cli import summary_table
+
+    published = {"run_id": "r1", "stages": {"dedup": {"in": 5, "kept": 3, "quarantined": 0,
+                                                      "rejected": {"dedup.exact": 2}}},
+                 "gates": {"raw": True}, "splits": {"train": 2, "test": 1}, "published": "out/versions/v2",
+                 "documents": 31, "base_version": "v1"}
+    assert summary_table(published, 2.0).splitlines() == [
+        "run r1 finished in 2.0 s", "",
+        "stage               in      kept  rejected  quarantined",
+        "dedup                5         3         2            0", "",
+        "rejected by rule                                   documents",
+        "dedup.exact                                                2", "",
+        "gates: raw passed", "splits: train 2, test 1",
+        "published: out/versions/v2 (31 documents, 3 added on top of v1)"]
+    nothing = {"run_id": "r2", "nothing_new": True, "source_files": 4, "latest_version": "v2"}
+    assert summary_table(nothing, 1.25) == ("run r2 finished in 1.2 s: nothing new, all 4 source files were "
+                                            "ingested already; the latest version is still v2")
