@@ -25,7 +25,7 @@ from flows.config import DaskSettings, PipelineConfig
 from tasks import collect, gates, ledger, stages
 from tasks.dedup import DedupSettings
 from tasks.dedup import index as dedup_index
-from tasks.export import SPLITS, describe_version, latest_manifest, new_version, publish
+from tasks.export import SPLITS, describe_version, latest_manifest, new_version, publish, stage_tables
 from tasks.storage import Store
 
 def cluster_for(dask: DaskSettings, environ: Mapping[str, str]) -> dict:
@@ -256,15 +256,9 @@ def deduplicate(store: Store, run: str, shards: list[str], version: str, documen
 def summary_markdown(summary: dict) -> str:
     added = sum(summary["splits"].values())
     on_top = f", {added} added on top of {summary['base_version']}" if summary["base_version"] else ""
-    lines = [f"### curate run `{summary['run_id']}`", "", f"Published **{summary['version']}** at "
-             f"`{summary['published']}`: {summary['documents']} documents{on_top}", "", "| stage | in | kept | rejected | quarantined |", "|---|---|---|---|---|"]
-    for stage, c in summary["stages"].items():
-        lines.append(f"| {stage} | {c['in']} | {c['kept']} | {sum(c['rejected'].values())} | {c['quarantined']} |")
-    lines += ["", "| stage | rule | rejected |", "|---|---|---|"]
-    for stage, c in summary["stages"].items():
-        for rule, n in sorted(c["rejected"].items(), key=lambda kv: -kv[1]):
-            lines.append(f"| {stage} | {rule} | {n} |")
-    return "\n".join(lines)
+    gates = ", ".join(f"{g} {'passed' if ok else '**FAILED** (policy warn)'}" for g, ok in summary["gates"].items())
+    return (f"### curate run `{summary['run_id']}`\n\nPublished **{summary['version']}** at `{summary['published']}`: "
+            f"{summary['documents']} documents{on_top}.\n\nGates: {gates}.\n\n{stage_tables(summary['stages'])}\n")
 
 
 @contextmanager

@@ -142,15 +142,22 @@ def latest_manifest(store: Store) -> dict | None:
         return json.load(f)
 
 
+def stage_tables(stages: dict, heading: str = "") -> str:
+    """Markdown: what each stage kept, then why documents were removed (stage, rule, count, most first).
+    `heading` (e.g. "## ") titles each table; the dataset card and the run-summary artifact share them."""
+    stage_rows = "\n".join(f"| {stage} | {c['in']} | {c['kept']} | {sum(c['rejected'].values())} | "
+                           f"{c['quarantined']} |" for stage, c in stages.items())
+    rule_rows = "\n".join(f"| {stage} | {rule} | {n} |" for stage, c in stages.items()
+                          for rule, n in sorted(c["rejected"].items(), key=lambda kv: -kv[1]))
+    titles = (f"{heading}What each stage kept\n", f"{heading}Why documents were removed\n") if heading else ("", "")
+    return (f"{titles[0]}| stage | in | kept | rejected | quarantined |\n|---|---|---|---|---|\n{stage_rows}\n\n"
+            f"{titles[1]}| stage | rule | documents |\n|---|---|---|\n{rule_rows}")
+
+
 def dataset_card(manifest: dict) -> str:
     """README.md for the version: what a data scientist asks first, in numbers."""
     splits = manifest["splits"]
     total = sum(s["rows"] for s in splits.values())
-    stage_rows = "\n".join(
-        f"| {stage} | {c['in']} | {c['kept']} | {sum(c['rejected'].values())} | {c['quarantined']} |"
-        for stage, c in manifest["stages"].items())
-    rule_rows = "\n".join(f"| {stage} | {rule} | {n} |" for stage, c in manifest["stages"].items()
-                          for rule, n in sorted(c["rejected"].items(), key=lambda kv: -kv[1]))
     split_rows = "\n".join(f"| {name} | {s['rows']} | {s['added']} | {len(s['shards'])} |" for name, s in splits.items())
     langs = "\n".join(f"| {lang} | {n} |" for lang, n in list(manifest.get("languages", {}).items())[:20])
     added = sum(s["added"] for s in splits.values())
@@ -169,15 +176,7 @@ def dataset_card(manifest: dict) -> str:
 |---|---|---|---|
 {split_rows}
 
-## What each stage kept
-| stage | in | kept | rejected | quarantined |
-|---|---|---|---|---|
-{stage_rows}
-
-## Why documents were removed
-| stage | rule | documents |
-|---|---|---|
-{rule_rows}
+{stage_tables(manifest["stages"], "## ")}
 
 ## Languages (top 20)
 | language | documents |
