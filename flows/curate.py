@@ -147,7 +147,7 @@ def curate_once(config: PipelineConfig) -> dict:
     store, run = Store(config.output, config.storage_options), f"runs/{run_id}"
     files, base, dedup_settings = collect.discover(config.sources), None, config.dedup
     if config.incremental:
-        fresh = ledger.unseen(files, ledger.read(store))
+        fresh = ledger.unseen(files, ledger.read(store), lambda f: collect.file_sha256(f, config.sources))
         base = latest_manifest(store)
         if not fresh:
             return nothing_new(run_id, len(files), base)

@@ -251,6 +251,15 @@ class HashingReader:
             pass
 
 
+def file_sha256(file: InputFile, sources: list[Source]) -> str:
+    """The checksum of a file's stored bytes, as collect records it in the ledger."""
+    fs, path = filesystem(file.url, sources[file.source].storage_options)
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as raw:
+        HashingReader(raw, digest).drain()
+    return digest.hexdigest()
+
+
 def read_file(file: InputFile, source: Source, batch_rows: int, digest) -> Iterator[tuple[int, dict | Malformed]]:
     """(line, record-or-Malformed) for every record of one file; line is 1-based (row for Parquet).
     `digest` (a hashlib object) ends up with the checksum of the file's stored bytes."""

@@ -10,6 +10,7 @@ with a manifest) count: the files of a run that failed are taken again by the ne
 from __future__ import annotations
 
 import posixpath
+from typing import Callable
 
 import pyarrow as pa
 
@@ -41,7 +42,15 @@ def read(store: Store) -> pa.Table:
     return pa.concat_tables(tables) if tables else LEDGER_SCHEMA.empty_table()
 
 
-def unseen(files: list[InputFile], ledger: pa.Table) -> list[InputFile]:
-    """The files no published version took as they are now: new URIs, or a size or stamp that changed."""
-    seen = set(zip(ledger["uri"].to_pylist(), ledger["size"].to_pylist(), ledger["stamp"].to_pylist()))
-    return [f for f in files if (f.url, f.size, f.stamp) not in seen]
+def unseen(files: list[InputFile], ledger: pa.Table, checksum: Callable[[InputFile], str]) -> list[InputFile]:
+    """The files no published version took as they are now: new URIs, or changed sizes or contents.
+
+    A file whose stamp changed but whose size did not is read once to compare `checksum(file)` with the
+    ledger's: a touched or re-uploaded copy of the same bytes is not new.
+    """
+    entries = ledger.select(["uri", "size", "stamp", "sha256"]).to_pylist()
+    seen = {(e["uri"], e["size"], e["stamp"]) for e in entries}
+    sums = {(e["uri"], e["size"], e["sha256"]) for e in entries}
+    sizes = {(uri, size) for uri, size, _ in sums}
+    return [f for f in files if (f.url, f.size, f.stamp) not in seen
+            and not ((f.url, f.size) in sizes and (f.url, f.size, checksum(f)) in sums)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -212,6 +213,8 @@ def test_incremental_runs_take_only_new_files_and_dedup_against_what_is_publishe
                      "source_files": 5, "latest_version": "v2"}
     assert not (out / "versions" / "v3").exists() and (out / "LATEST").read_text() == "v2\n"
     assert not (out / "runs" / third["run_id"]).exists()
+    os.utime(incoming / "new.jsonl", (1_700_000_000, 1_700_000_000))  # touched, same bytes: still nothing new
+    assert run_pipeline(load_config(path, {"export.version": "v3"}))["nothing_new"] is True
 
     with (incoming / "new.jsonl").open("a") as f:  # a changed file is taken again, whole
         f.write(json.dumps({"id": "fresh-3", "text": FRESH}) + "\n")
