@@ -29,12 +29,13 @@ from pathlib import Path
 import psutil
 import pyarrow as pa
 from prefect import flow, task
+from prefect_dask import DaskTaskRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.corpus import build, write_shards  # noqa: E402
 from flows.config import DaskSettings  # noqa: E402
-from flows.curate import deduplicate, prefect_api, task_runner  # noqa: E402
+from flows.curate import cluster_for, deduplicate, prefect_api  # noqa: E402
 from tasks.dedup import DedupSettings  # noqa: E402
 from tasks.storage import Store  # noqa: E402
 
@@ -133,7 +134,8 @@ def run_curate(root: Path, shards: list[str], documents: int, workers: int) -> d
     store, run = Store(str(root)), "runs/bench"
     for leftover in (("runs", "bench", "dedup"), ("index",)):
         store.remove(*leftover)
-    runner = task_runner(DaskSettings(n_workers=workers, threads_per_worker=1, memory_limit="8GiB"))
+    runner = DaskTaskRunner(cluster_class="distributed.LocalCluster", **cluster_for(
+        DaskSettings(n_workers=workers, threads_per_worker=1, memory_limit="8GiB"), {}))
     with ProcessMonitor() as monitor:
         result = dedup_stage.with_options(task_runner=runner)(store, run, shards, documents, DedupSettings())
     cpu = monitor.cpu_between(result["started"], result["started"] + result["seconds"])
