@@ -35,6 +35,9 @@ def load_suite(gate: str, suites_dir: str | None = None) -> dict:
         raise FileNotFoundError(f"no expectation suite for gate '{gate}': {path} does not exist") from None
 
 
+_suites_loaded: dict[str, str] = {}  # suite name -> the JSON it was added to this process's context from
+
+
 @lru_cache(maxsize=1)
 def _context():
     """One ephemeral GX context per worker process (GX costs seconds to import)."""
@@ -60,11 +63,13 @@ def _validator(suite: dict, shard: str, docs_dir: str):
     asset_name = f"{suite['name']}-{shard.removesuffix('.parquet')}"
     asset = source.add_dataframe_asset(asset_name)
     batch = asset.add_batch_definition_whole_dataframe(asset_name)
-    name = suite["name"]
-    try:
-        gx_suite = context.suites.get(name)
-    except Exception:
-        gx_suite = context.suites.add(gx.ExpectationSuite(**suite))
+    name, content = suite["name"], json.dumps(suite, sort_keys=True)
+    if _suites_loaded.get(name) != content:  # new, or edited since: a worker outlives runs and suite files
+        if name in _suites_loaded:
+            context.suites.delete(name)
+        context.suites.add(gx.ExpectationSuite(**suite))
+        _suites_loaded[name] = content
+    gx_suite = context.suites.get(name)
     definition = context.validation_definitions.add(gx.ValidationDefinition(name=asset_name, data=batch, suite=gx_suite))
     checkpoint = context.checkpoints.add(gx.Checkpoint(
         name=asset_name, validation_definitions=[definition],
@@ -96,11 +101,15 @@ def validate_shard(table: pa.Table, suite: dict, shard: str, store: Store | None
                     if rel.startswith("validations"):
                         pages.append(rel)
     expectations = []
-    for r in run.results:
+    for spec in suite["expectations"]:  # in the suite's order: GX lists results in an order of its own
+        r = next(r for r in run.results if r.expectation_config.type == spec["type"] and all(
+            r.expectation_config.kwargs.get(k) == v for k, v in spec.get("kwargs", {}).items()))
         cfg = r.expectation_config
+        errors = {info["exception_message"] for info in (r.exception_info or {}).values()
+                  if isinstance(info, dict) and info.get("raised_exception")}
         expectations.append({
             "expectation": cfg.type, "column": cfg.kwargs.get("column"), "mostly": cfg.kwargs.get("mostly"),
-            "success": bool(r.success),
+            "success": bool(r.success), "error": "; ".join(sorted(errors)) or None,
             "element_count": r.result.get("element_count"), "unexpected_count": r.result.get("unexpected_count"),
         })
     return {"shard": shard, "rows": table.num_rows, "success": bool(run.success), "expectations": expectations,
@@ -125,7 +134,9 @@ def aggregate(gate: str, suite: dict, shard_results: list[dict], policy: GatePol
                          success=(total == 0) or (1 - bad / total) >= mostly - 1e-12)
         else:
             failed = sum(not e["success"] for e in per_shard)
-            entry.update(element_count=rows, unexpected_count=None, failed_shards=failed, success=failed == 0)
+            errors = sorted({e["error"] for e in per_shard if e.get("error")})
+            entry.update(element_count=rows, unexpected_count=None, failed_shards=failed, success=failed == 0,
+                         error="; ".join(errors) or None)
         summary.append(entry)
     success = all(e["success"] for e in summary)
     return {"gate": gate, "suite": suite["name"], "policy": policy, "success": success,
@@ -145,7 +156,8 @@ def failure_message(result: dict) -> str:
             parts.append(f"{e['expectation']}{where}: {e['unexpected_count']} of {e['element_count']} rows unexpected "
                          f"({e['unexpected_percent']:.4g}%{allowed})")
         else:
-            parts.append(f"{e['expectation']}{where}: failed on {e['failed_shards']} of {result['shards']} shards")
+            error = f" ({e['error']})" if e.get("error") else ""
+            parts.append(f"{e['expectation']}{where}: failed on {e['failed_shards']} of {result['shards']} shards{error}")
     return f"gate '{result['gate']}' failed (suite '{result['suite']}'): " + "; ".join(parts)
 
 

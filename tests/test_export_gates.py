@@ -56,6 +56,28 @@ def test_gate_aggregates_counts_across_shards_and_names_failures(tmp_path):
     assert ok["success"] is True
 
 
+def test_gate_keeps_the_suite_order_and_names_an_expectation_that_could_not_run():
+    """GX lists results in an order of its own (errors first): each must still land on its expectation."""
+    suite = {"name": "t", "expectations": [
+        {"type": "expect_column_value_lengths_to_be_between", "kwargs": {"column": "text", "min_value": 1}},
+        {"type": "expect_column_values_to_not_match_regex", "kwargs": {"column": "text", "regex": "x"}},
+        {"type": "expect_column_values_to_not_match_regex", "kwargs": {"column": "text", "regex": "q"}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "lang"}}]}
+    earlier = {"name": "t", "expectations": suite["expectations"][:1]}  # same name, edited since: a worker
+    gates.validate_shard(pa.table({"text": ["x"]}), earlier, "z")      # outlives suite files
+    shard = gates.validate_shard(pa.table({"text": ["x", "yy"]}), suite, "a")
+    assert [(e["expectation"], e["unexpected_count"], e["error"]) for e in shard["expectations"]] == [
+        ("expect_column_value_lengths_to_be_between", 0, None),
+        ("expect_column_values_to_not_match_regex", 1, None),
+        ("expect_column_values_to_not_match_regex", 0, None),
+        ("expect_column_values_to_not_be_null", None, 'Error: The column "lang" in BatchData does not exist.')]
+    agg = gates.aggregate("clean", suite, [shard], "fail")
+    assert gates.failure_message(agg) == (
+        "gate 'clean' failed (suite 't'): expect_column_values_to_not_match_regex on column 'text': 1 of 2 rows "
+        "unexpected (50%); expect_column_values_to_not_be_null on column 'lang': failed on 1 of 1 shards "
+        '(Error: The column "lang" in BatchData does not exist.)')
+
+
 def test_project_suites_load_and_name_their_gate():
     for gate in gates.GATES:
         assert gates.load_suite(gate)["name"] == gate
