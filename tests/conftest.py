@@ -17,6 +17,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
+E2E = DATA / "e2e"  # the end-to-end corpus: 131 lines in 4 JSONL files, planted duplicates, broken input
 CURATE = [sys.executable, "-m", "flows.cli"]
 
 _home = tempfile.mkdtemp(prefix="curate-prefect-")
@@ -36,6 +37,13 @@ FRESH = ("The river had been rising for three days when the ferry finally stoppe
          "could help. Nobody in the village remembered a flood this late in the spring. By the fourth morning the "
          "water had reached the steps of the old mill, and the miller sat on the roof with a flask of tea, "
          "watching the current carry fence posts and branches past his door. Then the rain stopped.")
+
+
+def e2e_config(sources: str, output: str, **extra) -> dict:
+    """The pipeline config the end-to-end tests run: small shards, English only, 80/10/10 splits."""
+    return {"sources": [{"uri": sources, "id_field": "id"}], "output": output, "collect": {"shard_rows": 40},
+            "preprocess": {"language": {"allowed": ["en"]}},
+            "export": {"splits": {"train": 0.8, "validation": 0.1, "test": 0.1}}, **extra}
 
 
 def free_port() -> int:

@@ -12,11 +12,10 @@ import pytest
 import yaml
 from prefect.exceptions import FailedRun
 
-from conftest import FRESH
+from conftest import E2E, FRESH, e2e_config
 from flows.config import load_config
 from flows.curate import prefect_api, run_pipeline
 
-E2E = Path(__file__).resolve().parent / "data" / "e2e"
 
 EXPECTED_STAGES = {
     "collect": {"in": 131, "kept": 125, "rejected": {}, "quarantined": 6},
@@ -31,9 +30,8 @@ EXPECTED_STAGES = {
 
 
 def make_config(tmp_path: Path, sources: str, output: str, **extra) -> Path:
-    data = {"sources": [{"uri": sources, "id_field": "id"}], "output": output,
-            "collect": {"shard_rows": 40}, "preprocess": {"language": {"allowed": ["en"]}},
-            "export": {"version": "v1", "splits": {"train": 0.8, "validation": 0.1, "test": 0.1}}, **extra}
+    data = e2e_config(sources, output, **extra)
+    data["export"]["version"] = "v1"
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

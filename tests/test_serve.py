@@ -13,10 +13,9 @@ from pathlib import Path
 import httpx
 import pyarrow.dataset as ds
 
-from conftest import CURATE, FRESH, serving
+from conftest import CURATE, E2E, FRESH, e2e_config, serving
 
 ROOT = Path(__file__).resolve().parent.parent
-E2E = Path(__file__).resolve().parent / "data" / "e2e"
 
 
 def test_server_says_where_and_serve_needs_one(prefect_server):
@@ -38,9 +37,8 @@ def test_served_deployment_runs_with_custom_parameters_then_ingests_only_new_fil
 
     src = tmp_path / "src"
     shutil.copytree(E2E, src)
-    config = {"sources": [{"uri": str(src / "*.jsonl*"), "id_field": "id"}], "output": str(tmp_path / "out"),
-              "incremental": True, "collect": {"shard_rows": 40}, "preprocess": {"language": {"allowed": ["en"]}},
-              "export": {"name": "served", "splits": {"train": 0.8, "validation": 0.1, "test": 0.1}}}
+    config = e2e_config(str(src / "*.jsonl*"), str(tmp_path / "out"), incremental=True)
+    config["export"]["name"] = "served"
 
     async def read(what, **kwargs):
         async with get_client() as client:

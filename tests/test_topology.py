@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import free_port, wait_for
-from test_flow import E2E, EXPECTED_STAGES
+from conftest import E2E, free_port, wait_for
+from test_flow import EXPECTED_STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_AS_DEPLOYED = """

@@ -10,9 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import serving, wait_for
+from conftest import E2E, e2e_config, serving, wait_for
 
-E2E = Path(__file__).resolve().parent / "data" / "e2e"
 CHROMIUM = os.environ.get("CURATE_CHROMIUM", "/usr/bin/chromium")
 # A closed network: without these, Chromium keeps trying to reach Google's hosts at every start.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -39,9 +38,8 @@ def form_field(page, description: str):
 
 
 def test_custom_run_from_the_deployment_form_completes(prefect_server, browser, tmp_path):
-    config = {"sources": [{"uri": str(E2E / "*.jsonl*"), "id_field": "id"}], "output": str(tmp_path / "out"),
-              "incremental": True, "collect": {"shard_rows": 40}, "preprocess": {"language": {"allowed": ["en"]}},
-              "export": {"name": "served", "splits": {"train": 0.8, "validation": 0.1, "test": 0.1}}}
+    config = e2e_config(str(E2E / "*.jsonl*"), str(tmp_path / "out"), incremental=True)
+    config["export"]["name"] = "served"
     url = prefect_server[0]
     with serving(prefect_server, config, tmp_path, "ui") as api:
         deployment = httpx.get(f"{api}/deployments/name/curate/ui").json()["id"]
