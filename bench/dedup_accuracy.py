@@ -34,7 +34,8 @@ from scipy.sparse import csr_matrix, triu
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.corpus import SAMPLE  # noqa: E402
-from tasks.dedup import DedupSettings, dedup_tables  # noqa: E402
+from tasks.dedup.steps import dedup_tables  # noqa: E402
+from tasks.text.dedup import TextDedupSettings as DedupSettings  # noqa: E402
 
 WORD = re.compile(r"[^\W_]+")
 

@@ -35,8 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.corpus import build, write_shards  # noqa: E402
 from flows.config import DaskSettings  # noqa: E402
-from flows.curate import cluster_for, deduplicate, prefect_api  # noqa: E402
-from tasks.dedup import DedupSettings  # noqa: E402
+from flows.runtime import cluster_for, prefect_api  # noqa: E402
+from tasks.dedup.steps import deduplicate  # noqa: E402
+from tasks.layout import RunPaths  # noqa: E402
+from tasks.stages import run_as_tasks  # noqa: E402
+from tasks.text.dedup import TextDedupSettings as DedupSettings  # noqa: E402
 from tasks.storage import Store  # noqa: E402
 
 DATATROVE = "datatrove[io,processing]==0.10.1"
@@ -115,24 +118,24 @@ class ProcessMonitor:
 @task
 def warm_up(settings: DedupSettings) -> None:
     """Import the stage modules and load the compiled kernel, as the preprocess stage has in a real run."""
-    from tasks.stages import dedup
+    from tasks import dedup
 
     dedup.sketch_shard(pa.table({"id": ["w"], "text": ["warm up"]}), settings)
     time.sleep(1)  # long enough that every worker gets warm-up tasks
 
 
 @flow(name="bench-dedup")
-def dedup_stage(store: Store, run: str, shards: list[str], documents: int, settings: DedupSettings) -> dict:
+def dedup_stage(store: Store, run: RunPaths, shards: list[str], documents: int, settings: DedupSettings) -> dict:
     for f in warm_up.map([settings] * 8):
         f.result()
     started = time.time()
-    counts, clustering = deduplicate(store, run, shards, "bench", documents, settings)
-    return {"started": started, "seconds": time.time() - started, "counts": counts, "clustering": clustering}
+    counts, clustering = deduplicate(store, run, shards, "bench", documents, settings, run_as_tasks)
+    return {"started": started, "seconds": time.time() - started, "counts": counts.as_dict(), "clustering": clustering}
 
 
 def run_curate(root: Path, shards: list[str], documents: int, workers: int) -> dict:
-    store, run = Store(str(root)), "runs/bench"
-    for leftover in (("runs", "bench", "dedup"), ("index",)):
+    store, run = Store(str(root)), RunPaths("bench")
+    for leftover in (run.stage("dedup"), ("index",)):
         store.remove(*leftover)
     runner = DaskTaskRunner(cluster_class="distributed.LocalCluster", **cluster_for(
         DaskSettings(n_workers=workers, threads_per_worker=1, memory_limit="8GiB"), {}))
@@ -179,7 +182,7 @@ def main() -> None:
     megabytes = sum(len(t.encode()) for t in corpus["text"].to_pylist()) / 1e6
     root = args.work / f"curate-{args.docs}"
     shutil.rmtree(root, ignore_errors=True)
-    shards = write_shards(corpus, root / "runs" / "bench" / "preprocess", args.shard_rows,
+    shards = write_shards(corpus, root.joinpath(*RunPaths("bench").stage("preprocess")), args.shard_rows,
                           jsonl=None if args.skip_datatrove else args.work / f"jsonl-{args.docs}")
     print(f"corpus: {args.docs} documents, {megabytes:.0f} MB, {len(shards)} shards of {args.shard_rows}", flush=True)
 

@@ -16,14 +16,15 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from tasks.dedup import DedupSettings, sketch_shard
-from tasks.preprocess import PreprocessSettings
-from tasks.preprocess.c4 import filter_c4
-from tasks.preprocess.gopher_quality import filter_gopher_quality
-from tasks.preprocess.gopher_repetition import filter_gopher_repetition
-from tasks.preprocess.language import filter_language
-from tasks.preprocess.normalise import normalise
-from tasks.preprocess.pii import redact_pii
+from tasks.dedup import sketch_shard
+from tasks.text.dedup import TextDedupSettings
+from tasks.text.preprocess import PreprocessSettings
+from tasks.text.preprocess.c4 import filter_c4
+from tasks.text.preprocess.gopher_quality import filter_gopher_quality
+from tasks.text.preprocess.gopher_repetition import filter_gopher_repetition
+from tasks.text.preprocess.language import filter_language
+from tasks.text.preprocess.normalise import normalise
+from tasks.text.preprocess.pii import redact_pii
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "sample_text.jsonl.gz"
 
@@ -42,7 +43,7 @@ def main(copies: int) -> None:
              ("gopher_repetition", lambda t: filter_gopher_repetition(t, s.gopher_repetition)),
              ("c4", lambda t: filter_c4(t, s.c4)),
              ("pii", lambda t: redact_pii(t, s.pii)),
-             ("dedup sketch", lambda t: sketch_shard(t, DedupSettings()))]
+             ("dedup sketch", lambda t: sketch_shard(t, TextDedupSettings()))]
     for name, step in steps:
         started = time.perf_counter()
         step(table)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from tasks.preprocess import PreprocessSettings, preprocess
+from tasks.text.preprocess import PreprocessSettings, preprocess
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "sample_text.jsonl.gz"
 

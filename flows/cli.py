@@ -21,6 +21,8 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 from flows.config import ConfigError, load_config  # noqa: E402
+from tasks import modalities  # noqa: E402
+from tasks.stage_table import text_tables  # noqa: E402
 
 
 def summary_table(summary: dict, seconds: float) -> str:
@@ -28,18 +30,11 @@ def summary_table(summary: dict, seconds: float) -> str:
         latest = f"; the latest version is still {summary['latest_version']}" if summary["latest_version"] else ""
         return (f"run {summary['run_id']} finished in {seconds:.1f} s: nothing new, all {summary['source_files']} "
                 f"source files were ingested already{latest}")
-    lines = [f"run {summary['run_id']} finished in {seconds:.1f} s", "",
-             f"{'stage':<12}{'in':>10}{'kept':>10}{'rejected':>10}{'quarantined':>13}"]
-    for stage, c in summary["stages"].items():
-        lines.append(f"{stage:<12}{c['in']:>10}{c['kept']:>10}{sum(c['rejected'].values()):>10}{c['quarantined']:>13}")
-    rules = [(stage, rule, n) for stage, c in summary["stages"].items() for rule, n in c["rejected"].items()]
-    if rules:
-        lines += ["", f"{'rejected by rule':<50}{'documents':>10}"]
-        for stage, rule, n in sorted(rules, key=lambda r: (-r[2], r[1])):
-            lines.append(f"{rule:<50}{n:>10}")
+    noun = modalities.get(summary.get("modality", "text")).noun
+    lines = [f"run {summary['run_id']} finished in {seconds:.1f} s", "", text_tables(summary["stages"], noun)]
     lines += ["", "gates: " + ", ".join(f"{g} {'passed' if ok else 'FAILED (warn)'}" for g, ok in summary["gates"].items()),
               "splits: " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()),
-              f"published: {summary['published']} ({summary['documents']} documents"
+              f"published: {summary['published']} ({summary['documents']} {noun}"
               + (f", {sum(summary['splits'].values())} added on top of {summary['base_version']})"
                  if summary["base_version"] else ")")]
     return "\n".join(lines)
@@ -103,7 +98,7 @@ def cmd_serve(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="curate", description="Curate raw text into a validated dataset.")
+    parser = argparse.ArgumentParser(prog="curate", description="Curate raw text, images or audio into a validated, training-ready dataset.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the pipeline once (local Dask cluster unless --dask-address)")
     run.add_argument("config")

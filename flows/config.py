@@ -9,16 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
-from tasks.collect import CollectSettings, Source
-from tasks.dedup import DedupSettings
-from tasks.export import ExportSettings
+from tasks import modalities
 from tasks.gates import GatePolicy
-from tasks.preprocess import PreprocessSettings
 from tasks.records import Settings
 
 SECRET_KEYS = {"key", "secret", "token", "password", "aws_access_key_id", "aws_secret_access_key",
@@ -40,19 +37,57 @@ class DaskSettings(Settings):
     memory_limit: str = Field("4GiB", description="local cluster: memory per worker")
 
 
+def _either(section: str):
+    """The union of every modality's model of a config section: the UI form offers each."""
+    return Union[tuple(getattr(m, section) for m in modalities.MODALITIES.values())]
+
+
+TEXT = modalities.get("text")
+SECTIONS = ("collect", "preprocess", "dedup", "export")
+
+
 class PipelineConfig(Settings):
-    sources: list[Source] = Field(min_length=1, description="where the raw data is")
+    modality: Literal[modalities.NAMES] = Field(
+        "text", description="what the run curates; the sources, collect, preprocess, dedup and export sections "
+                            "take that modality's settings")
+    sources: list[_either("source")] = Field(min_length=1, description="where the raw data is")
     output: str = Field(description="output root: a local path or fsspec URL such as s3://bucket/datasets/name")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for the output")
     incremental: bool = Field(False, description=(
         "recurring ingest: take only source files no published version took (the ledger), dedup them against "
         "every published version, and publish a version that adds them to the latest one"))
-    collect: CollectSettings = CollectSettings()
-    preprocess: PreprocessSettings = PreprocessSettings()
-    dedup: DedupSettings = DedupSettings()
-    export: ExportSettings = ExportSettings()
+    collect: _either("collect") = TEXT.collect()
+    preprocess: _either("preprocess") = TEXT.preprocess()
+    dedup: _either("dedup") = TEXT.dedup()
+    export: _either("export") = TEXT.export()
     gates: GateSettings = GateSettings()
     dask: DaskSettings = DaskSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections_of_the_modality(cls, data: Any) -> Any:
+        """Validate each modality-specific section with the modality's own model (defaults included), so a
+        key of another modality is an error and never picks another model of the union."""
+        if not isinstance(data, dict) or data.get("modality", "text") not in modalities.NAMES:
+            return data
+        modality = modalities.get(data.get("modality", "text"))
+        data, errors = dict(data), []
+        for section in SECTIONS:
+            value = data.get(section, {})
+            data[section], bad = _validate(getattr(modality, section), value, (section,))
+            errors += bad
+        if isinstance(data.get("sources"), list):
+            checked = [_validate(modality.source, s, ("sources", i)) for i, s in enumerate(data["sources"])]
+            data["sources"] = [value for value, _ in checked]
+            errors += [e for _, bad in checked for e in bad]
+        if errors:  # report the other keys' errors too: validate the rest without the failed sections
+            failed = {e["loc"][0] for e in errors}
+            try:
+                cls.model_validate({k: v for k, v in data.items() if k not in failed})
+            except ValidationError as e:
+                errors += [_relocated(err, ()) for err in e.errors() if err["loc"][0] not in failed]
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return data
 
     def redacted(self) -> dict:
         """The config as JSON data with credentials masked: what goes into logs, artifacts and manifests."""
@@ -60,6 +95,24 @@ class PipelineConfig(Settings):
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.redacted(), sort_keys=True).encode()).hexdigest()
+
+
+def _validate(model: type, value: Any, loc: tuple) -> tuple[Any, list[dict]]:
+    """(validated model or the value as it was, errors located under `loc`)."""
+    if type(value) is model:
+        return value, []
+    if isinstance(value, Settings):
+        value = value.model_dump(exclude_unset=True)
+    try:
+        return model.model_validate(value), []
+    except ValidationError as e:
+        return value, [_relocated(err, loc) for err in e.errors()]
+
+
+def _relocated(err: dict, loc: tuple) -> dict:
+    """A pydantic error as line-error data, its location under `loc`."""
+    return {"type": err["type"], "loc": (*loc, *err["loc"]), "input": err["input"],
+            **({"ctx": err["ctx"]} if "ctx" in err else {})}
 
 
 def _mask(value: Any) -> Any:

@@ -1,8 +1,11 @@
 """Collection: find source files on any fsspec filesystem, read them as canonical records, cut shards.
 
-Readers stream, so memory is bounded by the shard size whatever the file size: a big file becomes several
-shards. Input that cannot become a record (bad JSON, bad UTF-8, a missing text field, a truncated
-compressed stream) is quarantined with its file, line and error, and reading goes on.
+Tables (JSONL, Parquet, CSV) are parsed here for every modality; a file that is not a table is read whole
+as the modality's own format (a text file, an image). The modality turns each parsed row or file into its
+payload columns, or says why it cannot (`Malformed`). Readers stream, so memory is bounded by the shard
+size whatever the file size: a big file becomes several shards. Input that cannot become a record (bad
+JSON, bad UTF-8, a missing field, a truncated stream, an undecodable picture) is quarantined with its
+file, line and error, and reading goes on.
 """
 
 from __future__ import annotations
@@ -20,28 +23,40 @@ import pyarrow.parquet as pq
 from fsspec.compression import compr
 from pydantic import Field
 
-from tasks.records import QUARANTINE_SCHEMA, RECORD_SCHEMA, Settings
+from tasks.layout import RunPaths
+from tasks.modality import Modality
+from tasks.records import QUARANTINE_SCHEMA, Settings, StageCounts
 from tasks.storage import Store, filesystem, shard_name
 
-Format = Literal["auto", "jsonl", "parquet", "csv", "txt"]
+Format = Literal["auto", "jsonl", "parquet", "csv", "txt", "image"]
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2", ".xz": "xz"}
-EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet",
-              ".csv": "csv", ".txt": "txt", ".md": "txt"}
+TABLE_EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet",
+                    ".csv": "csv"}
 RAW_PREVIEW = 200
 
 
 class Source(Settings):
+    """Where one source's files are; each modality's source adds the fields that hold its payload."""
     uri: str = Field(description="fsspec URL or glob: data/*.jsonl.gz, s3://bucket/raw/**/*.parquet, https://...")
-    format: Format = Field("auto", description="auto infers it from the extension (.jsonl[.gz|.zst], .parquet, .csv, .txt)")
-    text_field: str = Field("text", description="field holding the document text")
+    format: Format = Field("auto", description="auto infers it from the extension: a table (.jsonl[.gz|.zst], "
+                                               ".parquet, .csv) or a file of the modality's own kind")
     id_field: str | None = Field(None, description="field holding the source's own id; else a hash of URI and position")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for this source")
+
+    def payload_fields(self) -> list[str]:
+        """The fields of a table row that become the payload (the rest go to `meta`)."""
+        return []
 
 
 class CollectSettings(Settings):
     shard_rows: int = Field(10_000, ge=1, description="maximum records per shard")
-    shard_bytes: int = Field(64 * 2**20, ge=1024, description="maximum text bytes per shard")
+    shard_bytes: int = Field(64 * 2**20, ge=1024, description="maximum payload bytes (text, media) per shard")
     unit_bytes: int = Field(256 * 2**20, ge=1024, description="small files are grouped into one task up to this size")
+
+    @property
+    def row_group_rows(self) -> int | None:
+        """Parquet row group size of the shards; None: one per shard. Media modalities use small ones."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -56,17 +71,20 @@ class InputFile:
 
 @dataclass(frozen=True)
 class Malformed:
-    """Input at `line` that cannot become a record."""
+    """Input at `line` that cannot become a record; `line` here overrides the reader's where it knows better."""
     error: str
     raw: str = ""
+    line: int | None = None
 
 
 class SourceError(ValueError):
     """A source that cannot be read at all (matches nothing, unknown format)."""
 
 
-def infer_format(url: str, declared: str = "auto") -> tuple[str, str | None]:
-    """(format, compression) from the declared format or the file extension."""
+def infer_format(url: str, declared: str = "auto", file_format: str = "txt",
+                 file_extensions: frozenset[str] | None = frozenset({".txt", ".md"})) -> tuple[str, str | None]:
+    """(format, compression) from the declared format or the file extension. A name that is no table is a
+    file of `file_format` if its extension is one of `file_extensions` (None: whatever the name)."""
     name = posixpath.basename(url.split("?")[0]).lower()
     stem, ext = posixpath.splitext(name)
     compression = COMPRESSIONS.get(ext)
@@ -74,13 +92,17 @@ def infer_format(url: str, declared: str = "auto") -> tuple[str, str | None]:
         stem, ext = posixpath.splitext(stem)
     if declared != "auto":
         return declared, compression
-    if ext not in EXTENSIONS:
-        raise SourceError(f"{url}: cannot infer the format from '{ext or name}'; set `format` on the source "
-                          f"(one of jsonl, parquet, csv, txt)")
-    return EXTENSIONS[ext], compression
+    if ext in TABLE_EXTENSIONS:
+        return TABLE_EXTENSIONS[ext], compression
+    if file_extensions is None:
+        return file_format, None  # the content decides: a compressed name is just a name here
+    if ext in file_extensions:
+        return file_format, compression
+    raise SourceError(f"{url}: cannot infer the format from '{ext or name}'; set `format` on the source "
+                      f"(one of jsonl, parquet, csv, {file_format})")
 
 
-def discover(sources: list[Source]) -> list[InputFile]:
+def discover(sources: list[Source], modality: Modality) -> list[InputFile]:
     """Every file the sources name, in a stable order; a source that matches nothing is an error."""
     files: list[InputFile] = []
     for i, src in enumerate(sources):
@@ -99,7 +121,7 @@ def discover(sources: list[Source]) -> list[InputFile]:
         for info in infos:
             name = info["name"]
             url = name if "://" in name else protocol + name if protocol else name
-            fmt, compression = infer_format(url, src.format)
+            fmt, compression = infer_format(url, src.format, modality.file_format, modality.file_extensions)
             files.append(InputFile(url, int(info.get("size") or 0), fmt, compression, i, file_stamp(info)))
     return files
 
@@ -129,7 +151,7 @@ def plan_units(files: list[InputFile], unit_bytes: int) -> list[list[InputFile]]
     return units
 
 
-def _preview(raw: bytes | str) -> str:
+def preview(raw: bytes | str) -> str:
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8", errors="replace")
     return raw[:RAW_PREVIEW]
@@ -160,15 +182,15 @@ def read_jsonl(f) -> Iterator[tuple[int, dict | Malformed]]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                yield line, Malformed(f"invalid UTF-8 at byte {e.start} of the line", _preview(raw))
+                yield line, Malformed(f"invalid UTF-8 at byte {e.start} of the line", preview(raw))
                 continue
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
-                yield line, Malformed(f"invalid JSON: {e.msg} (column {e.colno})", _preview(text))
+                yield line, Malformed(f"invalid JSON: {e.msg} (column {e.colno})", preview(text))
                 continue
             if not isinstance(obj, dict):
-                yield line, Malformed(f"expected a JSON object, got {type(obj).__name__}", _preview(text))
+                yield line, Malformed(f"expected a JSON object, got {type(obj).__name__}", preview(text))
                 continue
             yield line, obj
     except (EOFError, OSError, zlib.error) as e:
@@ -192,7 +214,7 @@ def read_csv(f, batch_rows: int) -> Iterator[tuple[int, dict | Malformed]]:
 
     def on_invalid(row) -> str:
         bad.append((row.number or 0, Malformed(
-            f"expected {row.expected_columns} columns, got {row.actual_columns}", _preview(row.text))))
+            f"expected {row.expected_columns} columns, got {row.actual_columns}", preview(row.text))))
         return "skip"
 
     reader = pacsv.open_csv(
@@ -215,13 +237,17 @@ def read_csv(f, batch_rows: int) -> Iterator[tuple[int, dict | Malformed]]:
     yield from bad
 
 
-def read_txt(f, text_field: str) -> Iterator[tuple[int, dict | Malformed]]:
-    data = f.read()
+def read_whole(f, url: str) -> Iterator[tuple[int, dict | Malformed]]:
+    """A file that is one record: its bytes, for the modality to make sense of (`to_payload`)."""
     try:
-        yield 1, {text_field: data.decode("utf-8")}
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        yield line, Malformed(f"invalid UTF-8 at byte {e.start} of the file", _preview(data[max(0, e.start - 40):e.start + 40]))
+        data = f.read()
+    except (EOFError, OSError, zlib.error) as e:
+        yield 1, Malformed(f"truncated or corrupt compressed stream: {e}")
+        return
+    yield 1, {WHOLE_FILE: {"bytes": data, "path": url}}
+
+
+WHOLE_FILE = "__file__"  # the key under which `read_whole` hands over a file's bytes and URL
 
 
 class HashingReader:
@@ -277,7 +303,7 @@ def read_file(file: InputFile, source: Source, batch_rows: int, digest) -> Itera
         elif file.format == "csv":
             yield from read_csv(f, batch_rows)
         else:
-            yield from read_txt(f, source.text_field)
+            yield from read_whole(f, file.url)
         hashing.drain()
 
 
@@ -285,37 +311,30 @@ def make_id(url: str, position: int) -> str:
     return hashlib.sha1(f"{url}#{position}".encode()).hexdigest()[:20]
 
 
-def to_record(obj: dict, source: Source) -> tuple[str | None, str] | Malformed:
-    """(id or None, text) of a parsed object, or why it is not a record."""
-    if source.text_field not in obj:
-        return Malformed(f"missing text field '{source.text_field}' (fields: {', '.join(sorted(obj)) or 'none'})")
-    text = obj[source.text_field]
-    if not isinstance(text, str):
-        return Malformed(f"text field '{source.text_field}' is {type(text).__name__ if text is not None else 'null'}, "
-                         "expected a string")
-    rid = None
-    if source.id_field:
-        rid = obj.get(source.id_field)
-        if rid is None or rid == "":
-            return Malformed(f"missing id field '{source.id_field}'")
-        rid = str(rid)
-    return rid, text
+def record_id(obj: dict, source: Source) -> str | None | Malformed:
+    """The source's own id, None without an id field, or why the row has none."""
+    if not source.id_field:
+        return None
+    rid = obj.get(source.id_field)
+    if rid is None or rid == "":
+        return Malformed(f"missing id field '{source.id_field}'")
+    return str(rid)
 
 
 class ShardWriter:
-    """Accumulates records of one unit and writes a shard whenever it reaches the row or byte bound."""
+    """Accumulates records of one unit and writes a shard whenever it reaches the row or payload-byte bound."""
 
-    def __init__(self, store: Store, stage_dir: str, unit: int, settings: CollectSettings):
-        self.store, self.stage_dir, self.unit, self.settings = store, stage_dir, unit, settings
-        self.columns: dict[str, list] = {name: [] for name in RECORD_SCHEMA.names}
-        self.text_bytes = 0
+    def __init__(self, store: Store, paths: RunPaths, unit: int, settings: CollectSettings, schema: pa.Schema):
+        self.store, self.paths, self.unit, self.settings, self.schema = store, paths, unit, settings, schema
+        self.columns: dict[str, list] = {name: [] for name in schema.names}
+        self.payload_bytes = 0
         self.shards: list[dict] = []
 
-    def add(self, rid: str, text: str, source: str, index: int, meta: str) -> None:
-        for name, value in zip(RECORD_SCHEMA.names, (rid, text, source, index, meta)):
-            self.columns[name].append(value)
-        self.text_bytes += len(text)
-        if len(self.columns["id"]) >= self.settings.shard_rows or self.text_bytes >= self.settings.shard_bytes:
+    def add(self, record: dict, payload_bytes: int) -> None:
+        for name, values in self.columns.items():
+            values.append(record.get(name))
+        self.payload_bytes += payload_bytes
+        if len(self.columns["id"]) >= self.settings.shard_rows or self.payload_bytes >= self.settings.shard_bytes:
             self.flush()
 
     def flush(self) -> None:
@@ -323,16 +342,24 @@ class ShardWriter:
         if not rows:
             return
         name = shard_name(self.unit, len(self.shards))
-        self.store.write_table(pa.table(self.columns, schema=RECORD_SCHEMA), self.stage_dir, name)
+        self.store.write_table(pa.table(self.columns, schema=self.schema), *self.paths.stage("collect", name),
+                               row_group_size=self.settings.row_group_rows)
         self.shards.append({"name": name, "rows": rows})
-        self.columns = {name: [] for name in RECORD_SCHEMA.names}
-        self.text_bytes = 0
+        self.columns = {name: [] for name in self.schema.names}
+        self.payload_bytes = 0
 
 
-def collect_unit(files: list[InputFile], sources: list[Source], settings: CollectSettings,
-                 store: Store, stage_dir: str, unit: int) -> dict:
-    """Read the files of one unit into shards under `stage_dir`; returns counts, shard list and per-file stats."""
-    writer = ShardWriter(store, stage_dir, unit, settings)
+@dataclass
+class Collected:
+    counts: StageCounts
+    shards: list[dict]  # name and rows of each shard written
+    files: list[dict]   # per source file: uri, bytes, stamp, sha256, records, quarantined (the ledger's rows)
+
+
+def collect_unit(files: list[InputFile], sources: list[Source], settings: CollectSettings, modality: Modality,
+                 store: Store, paths: RunPaths, unit: int) -> Collected:
+    """Read the files of one unit into collect shards of the run; returns counts, shard list and per-file stats."""
+    writer = ShardWriter(store, paths, unit, settings, modality.schema)
     quarantine: dict[str, list] = {name: [] for name in QUARANTINE_SCHEMA.names}
     per_file = []
     for file in files:
@@ -340,24 +367,26 @@ def collect_unit(files: list[InputFile], sources: list[Source], settings: Collec
         kept = bad = 0
         digest = hashlib.sha256()
         for line, obj in read_file(file, source, settings.shard_rows, digest):
-            record = obj if isinstance(obj, Malformed) else to_record(obj, source)
-            if isinstance(record, Malformed):
-                for name, value in zip(QUARANTINE_SCHEMA.names, (file.url, line, record.error, record.raw)):
+            rid = obj if isinstance(obj, Malformed) else record_id(obj, source)
+            payload = rid if isinstance(rid, Malformed) else modality.to_payload(obj, source, file.url, settings)
+            if isinstance(payload, Malformed):
+                for name, value in zip(QUARANTINE_SCHEMA.names, (file.url, payload.line or line, payload.error, payload.raw)):
                     quarantine[name].append(value)
                 bad += 1
                 continue
-            rid, text = record
+            columns, payload_bytes = payload
             position = line - 1
-            meta = {k: v for k, v in obj.items() if k not in (source.text_field, source.id_field)}
-            writer.add(rid or make_id(file.url, position), text, file.url, position,
-                       json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str))
+            consumed = {WHOLE_FILE, source.id_field, *source.payload_fields()}
+            meta = {k: v for k, v in obj.items() if k not in consumed}
+            writer.add({"id": rid or make_id(file.url, position), "source": file.url, "source_index": position,
+                        "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str), **columns},
+                       payload_bytes)
             kept += 1
         per_file.append({"uri": file.url, "bytes": file.size, "stamp": file.stamp, "sha256": digest.hexdigest(),
                          "records": kept, "quarantined": bad})
     writer.flush()
     n_bad = len(quarantine["source"])
     if n_bad:
-        store.write_table(pa.table(quarantine, schema=QUARANTINE_SCHEMA), stage_dir, "_quarantine", shard_name(unit))
+        store.write_table(pa.table(quarantine, schema=QUARANTINE_SCHEMA), *paths.quarantine(shard_name(unit)))
     n_kept = sum(s["rows"] for s in writer.shards)
-    return {"in": n_kept + n_bad, "kept": n_kept, "rejected": {}, "quarantined": n_bad,
-            "shards": writer.shards, "files": per_file}
+    return Collected(StageCounts(n_kept + n_bad, n_kept, {}, n_bad), writer.shards, per_file)

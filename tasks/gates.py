@@ -27,12 +27,33 @@ class GateFailed(RuntimeError):
     """A gate with policy `fail` found data outside its suite; the message names what and how much."""
 
 
-def load_suite(gate: str, suites_dir: str | None = None) -> dict:
-    path = Path(suites_dir or DEFAULT_SUITES) / f"{gate}.json"
+def load_suite(gate: str, modality: str, suites_dir: str | None = None, config: dict | None = None) -> dict:
+    """The gate's suite: `<suites_dir>/<gate>.json`, by default the project's `expectations/<modality>/`.
+
+    A string value `${dotted.key}` in an expectation's kwargs is replaced by that key of `config`, so a
+    suite can check what the run was configured to produce (e.g. `${preprocess.min_side.min_side}`).
+    """
+    path = (Path(suites_dir) if suites_dir else DEFAULT_SUITES / modality) / f"{gate}.json"
     try:
-        return json.loads(path.read_text())
+        suite = json.loads(path.read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"no expectation suite for gate '{gate}': {path} does not exist") from None
+    for spec in suite["expectations"]:
+        spec["kwargs"] = {k: _config_value(v, config or {}, path) for k, v in spec.get("kwargs", {}).items()}
+    return suite
+
+
+def _config_value(value, config: dict, path: Path):
+    if isinstance(value, list):
+        return [_config_value(v, config, path) for v in value]
+    if not (isinstance(value, str) and value.startswith("${") and value.endswith("}")):
+        return value
+    node = config
+    for key in value[2:-1].split("."):
+        if not isinstance(node, dict) or key not in node:
+            raise KeyError(f"{path}: {value} names no config key")
+        node = node[key]
+    return node
 
 
 _suites_loaded: dict[str, str] = {}  # suite name -> the JSON it was added to this process's context from

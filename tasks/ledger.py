@@ -14,6 +14,7 @@ from typing import Callable
 
 import pyarrow as pa
 
+from tasks import layout
 from tasks.collect import InputFile
 from tasks.storage import Store
 
@@ -26,18 +27,18 @@ def record(store: Store, version: str, files: list[dict]) -> None:
     """Write the ledger of `version` from the collect stage's per-file entries."""
     rows = [{"uri": f["uri"], "size": f["bytes"], "stamp": f["stamp"], "sha256": f["sha256"],
              "records": f["records"], "quarantined": f["quarantined"], "version": version} for f in files]
-    store.write_table(pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA), "ledger", f"{version}.parquet")
+    store.write_table(pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA), *layout.ledger(version))
 
 
 def published_versions(store: Store) -> set[str]:
-    pattern = posixpath.join(store.path("versions"), "*", "manifest.json")
+    pattern = store.path(*layout.version("*", "manifest.json"))
     return {posixpath.basename(posixpath.dirname(p)) for p in store.fs.glob(pattern)}
 
 
 def read(store: Store) -> pa.Table:
     """Every file the published versions took."""
     published = published_versions(store)
-    tables = [store.read_table("ledger", name) for name in store.list("ledger", pattern="*.parquet")
+    tables = [store.read_table(*layout.ledger(), name) for name in store.list(*layout.ledger(), pattern="*.parquet")
               if name.removesuffix(".parquet") in published]
     return pa.concat_tables(tables) if tables else LEDGER_SCHEMA.empty_table()
 

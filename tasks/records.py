@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -14,13 +15,15 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-RECORD_SCHEMA = pa.schema([
+# Every modality's records start with these; its payload columns (text, image, ...) follow.
+BASE_FIELDS = [
     pa.field("id", pa.string(), nullable=False),
-    pa.field("text", pa.string(), nullable=False),
     pa.field("source", pa.string(), nullable=False),
     pa.field("source_index", pa.int64(), nullable=False),
     pa.field("meta", pa.string()),  # the source's other fields, as a JSON object
-])
+]
+# `struct{bytes, path}`: how Hugging Face `datasets` stores an Image or Audio value in Parquet.
+MEDIA_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 
 QUARANTINE_SCHEMA = pa.schema([
     pa.field("source", pa.string()),
@@ -28,6 +31,31 @@ QUARANTINE_SCHEMA = pa.schema([
     pa.field("error", pa.string()),
     pa.field("raw", pa.string()),  # the start of the offending input, for a person to look at
 ])
+
+
+@dataclass(frozen=True)
+class StageCounts:
+    """What one stage did to one shard or, added up, to the run: `entered == kept + rejected + quarantined`."""
+    entered: int = 0
+    kept: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)  # rows per rule
+    quarantined: int = 0
+
+    @classmethod
+    def of(cls, entered: int, kept: pa.Table, rejected: pa.Table | None = None, quarantined: int = 0) -> StageCounts:
+        by_rule = Counter(rejected["rule"].to_pylist()) if rejected is not None and rejected.num_rows else {}
+        return cls(entered, kept.num_rows, dict(by_rule), quarantined)
+
+    def __add__(self, other: StageCounts) -> StageCounts:
+        return StageCounts(self.entered + other.entered, self.kept + other.kept,
+                           dict(Counter(self.rejected) + Counter(other.rejected)), self.quarantined + other.quarantined)
+
+    @staticmethod
+    def total(counts) -> StageCounts:
+        return sum(counts, StageCounts())
+
+    def as_dict(self) -> dict:
+        return {"in": self.entered, "kept": self.kept, "rejected": dict(self.rejected), "quarantined": self.quarantined}
 
 
 @dataclass

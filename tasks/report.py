@@ -1,11 +1,20 @@
 """The run report: one self-contained HTML page next to the manifest, with the plots a person checks first
-(document lengths, languages, rejections per rule, duplicate-cluster sizes). The charts are inline SVG
-drawn from the manifest, so the page needs no plotting library and no network to open.
+(the modality's distributions, rejections per rule, duplicate-cluster sizes) and examples of what was
+kept and of what each rule removed. Charts are inline SVG drawn from the manifest and pictures are inline
+data, so the page needs no plotting library and no network to open.
 """
 
 from __future__ import annotations
 
 from html import escape
+
+import pyarrow.compute as pc
+
+from tasks.layout import RunPaths
+from tasks.stage_table import html_table
+from tasks.storage import Store
+
+EXAMPLES_PER_RULE, SAMPLES = 4, 24
 
 BAR_HEIGHT, LABEL_WIDTH, PLOT_WIDTH = 22, 340, 420
 
@@ -35,24 +44,53 @@ def rejections(stages: dict) -> list[tuple[str, int]]:
     return sorted(bars, key=lambda bar: -bar[1])
 
 
-def render(manifest: dict) -> str:
+def gather_examples(store: Store, paths: RunPaths, shards: list[str], exported: list[tuple[str, ...]],
+                    per_rule: int = EXAMPLES_PER_RULE, samples: int = SAMPLES) -> dict[str, list[dict]]:
+    """A few rows the report shows: `kept` (the first exported ones) and, per rejection rule, the first
+    rows it removed (in shard order, so the report is the same for the same run)."""
+    examples: dict[str, list[dict]] = {"kept": []}
+    for parts in exported:
+        if len(examples["kept"]) >= samples:
+            break
+        examples["kept"] += store.read_table(*parts).slice(0, samples - len(examples["kept"])).to_pylist()
+    for stage in ("preprocess", "dedup"):
+        for shard in shards:
+            rejected = store.read_table(*paths.rejected(stage, shard))
+            for rule in (pc.unique(rejected["rule"]).to_pylist() if rejected.num_rows else []):
+                have = examples.setdefault(rule, [])
+                if len(have) < per_rule:
+                    have += rejected.filter(pc.equal(rejected["rule"], rule)).slice(0, per_rule - len(have)).to_pylist()
+    return examples
+
+
+def examples_html(examples: dict[str, list[dict]], example, noun: str) -> str:
+    """Examples of the kept records, then of each rule's removals with the measured reason."""
+    kept = "".join(f"<div class=ex>{example(row)}</div>" for row in examples.get("kept", []))
+    parts = [f"<h2>Examples of kept {escape(noun)}</h2><div class=sheet>{kept}</div>"] if kept else []
+    rules = sorted(rule for rule in examples if rule != "kept")
+    if rules:
+        parts.append(f"<h2>Examples of removed {escape(noun)}, per rule</h2>")
+    for rule in rules:
+        cells = "".join(f"<div class=ex>{example(row)}<p class=why>{escape(row.get('reason') or rule)}</p></div>"
+                        for row in examples[rule])
+        parts.append(f"<h3>{escape(rule)}</h3><div class=sheet>{cells}</div>")
+    return "".join(parts)
+
+
+def render(manifest: dict, charts: list[str], noun: str = "documents", examples: str = "") -> str:
+    """The page: `charts` are the modality's figures, `examples` its rendered examples."""
     stages, dedup = manifest["stages"], manifest.get("dedup", {})
     clusters = sorted((int(size), n) for size, n in dedup.get("cluster_sizes", {}).items())
-    stage_rows = "".join(f"<tr><td>{escape(stage)}</td><td>{c['in']:,}</td><td>{c['kept']:,}</td>"
-                         f"<td>{sum(c['rejected'].values()):,}</td><td>{c['quarantined']:,}</td></tr>"
-                         for stage, c in stages.items())
     split_rows = "".join(f"<tr><td>{escape(name)}</td><td>{s['rows']:,}</td><td>{s['added']:,}</td>"
                          f"<td>{len(s['shards'])}</td></tr>" for name, s in manifest["splits"].items())
     gates = " ".join(f'<span class="{"pass" if g["success"] else "fail"}">{escape(g["gate"])}: '
                      f'{"passed" if g["success"] else "FAILED"}</span>' for g in manifest["gates"])
     base = f" on top of <b>{escape(manifest['base_version'])}</b>" if manifest.get("base_version") else ""
-    charts = [
-        bar_chart("Document length in characters (this version)", list(manifest.get("lengths", {}).items()), "#4c78a8"),
-        bar_chart("Documents per language (this version)", list(manifest.get("languages", {}).items())[:20], "#59a14f"),
-        bar_chart("Documents removed per rule (this run)", rejections(stages), "#e15759", "no document was removed"),
-        bar_chart("Duplicate clusters by size (this run)", [(f"{size} documents", n) for size, n in clusters],
-                  "#f28e2b", "no duplicate clusters"),
-    ]
+    charts = [*charts,
+              bar_chart(f"{noun.capitalize()} removed per rule (this run)", rejections(stages), "#e15759",
+                        f"no {noun[:-1]} was removed"),
+              bar_chart("Duplicate clusters by size (this run)", [(f"{size} {noun}", n) for size, n in clusters],
+                        "#f28e2b", "no duplicate clusters")]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{escape(manifest['name'])} {escape(manifest['version'])}: curate run report</title>
@@ -63,15 +101,19 @@ td, th {{ border: 1px solid #ccc; padding: 3px 10px; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
 figure {{ margin: 1.5em 0; }} figcaption {{ font-weight: 600; margin-bottom: .4em; }}
 svg text {{ font-size: 12px; fill: #222; }} .empty {{ color: #777; }}
+.sheet {{ display: flex; flex-wrap: wrap; gap: 8px; }} .ex {{ max-width: 220px; font-size: 12px; }}
+.ex img {{ display: block; max-width: 200px; max-height: 160px; border: 1px solid #ddd; }} .why {{ color: #c62828; margin: 2px 0; }}
+blockquote {{ margin: 0; padding: 4px 8px; background: #f6f6f6; white-space: pre-wrap; }}
 .pass {{ color: #1a7f37; margin-right: 1em; }} .fail {{ color: #c62828; font-weight: 700; margin-right: 1em; }}
 </style></head><body>
 <h1>{escape(manifest['name'])} <small>{escape(manifest['version'])}</small></h1>
-<p>{manifest['documents']:,} documents{base}. Run <code>{escape(manifest['run_id'])}</code>, {escape(manifest['created'])},
+<p>{manifest['documents']:,} {noun}{base}. Run <code>{escape(manifest['run_id'])}</code>, {escape(manifest['created'])},
 {len(manifest['sources'])} source files. Gates: {gates}</p>
 <h2>Stages</h2>
-<table><tr><th>stage</th><th>in</th><th>kept</th><th>rejected</th><th>quarantined</th></tr>{stage_rows}</table>
+{html_table(stages)}
 <h2>Splits</h2>
-<table><tr><th>split</th><th>documents</th><th>added by this version</th><th>shards</th></tr>{split_rows}</table>
+<table><tr><th>split</th><th>{noun}</th><th>added by this version</th><th>shards</th></tr>{split_rows}</table>
 {"".join(charts)}
+{examples}
 </body></html>
 """

@@ -6,18 +6,26 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from tasks.collect import (CollectSettings, Source, SourceError, collect_unit, discover, infer_format, make_id,
-                           plan_units)
+from tasks.collect import CollectSettings, SourceError, collect_unit, discover, infer_format, make_id, plan_units
+from tasks.layout import RunPaths
 from tasks.storage import Store
+from tasks.text import TEXT, TextSource as Source
+
+PATHS = RunPaths("r")
+
+
+def collected(files, sources, settings, out) -> dict:
+    """collect_unit's result as one dict: counts, shards and files."""
+    result = collect_unit(files, sources, settings, TEXT, Store(str(out)), PATHS, 0)
+    return {**result.counts.as_dict(), "shards": result.shards, "files": result.files}
 
 
 def run_collect(tmp_path, pattern, settings=CollectSettings(), **source):
     sources = [Source(uri=str(tmp_path / pattern), **source)]
-    files = discover(sources)
-    store = Store(str(tmp_path / "out"))
-    counts = collect_unit(files, sources, settings, store, "collect", 0)
-    records = [pq.read_table(tmp_path / "out" / "collect" / s["name"]) for s in counts["shards"]]
-    quarantine = tmp_path / "out" / "collect" / "_quarantine" / "part-00000.parquet"
+    files = discover(sources, TEXT)
+    counts = collected(files, sources, settings, tmp_path / "out")
+    records = [pq.read_table(tmp_path / "out" / "runs" / "r" / "collect" / s["name"]) for s in counts["shards"]]
+    quarantine = tmp_path / "out" / "runs" / "r" / "collect" / "_quarantine" / "part-00000.parquet"
     bad = pq.read_table(quarantine).to_pylist() if quarantine.exists() else []
     return counts, pa.concat_tables(records) if records else None, bad
 
@@ -35,7 +43,7 @@ def test_infer_format_from_extension():
 
 def test_discover_names_a_source_that_matches_nothing(tmp_path):
     with pytest.raises(SourceError, match=r"source 0 \(.*/nothing-\*\.jsonl\): matched no files"):
-        discover([Source(uri=str(tmp_path / "nothing-*.jsonl"))])
+        discover([Source(uri=str(tmp_path / "nothing-*.jsonl"))], TEXT)
 
 
 def test_plan_units_groups_small_files_and_keeps_big_ones_alone(tmp_path):
@@ -157,10 +165,10 @@ def test_http_source_on_a_loopback_server(tmp_path):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/web.jsonl.gz"
         sources = [Source(uri=url)]
-        files = discover(sources)
+        files = discover(sources, TEXT)
         assert [(f.url, f.format, f.compression) for f in files] == [(url, "jsonl", "gzip")]
-        counts = collect_unit(files, sources, CollectSettings(), Store(str(tmp_path / "out")), "collect", 0)
-        table = pq.read_table(tmp_path / "out" / "collect" / counts["shards"][0]["name"])
+        counts = collected(files, sources, CollectSettings(), tmp_path / "out")
+        table = pq.read_table(tmp_path / "out" / "runs" / "r" / "collect" / counts["shards"][0]["name"])
         assert table["text"].to_pylist() == ["over http", "second"]
         assert table["source"].to_pylist() == [url, url]
     finally:

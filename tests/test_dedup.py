@@ -5,9 +5,11 @@ import pyarrow as pa
 import pytest
 from datasketch import MinHash
 
-from tasks.dedup import EXACT_BAND, DedupSettings, dedup_tables, index_entries, key_part, sketch_shard
+from tasks.dedup import EXACT_BAND, index_entries, key_part, sketch_shard
+from tasks.dedup.steps import dedup_tables
+from tasks.text.dedup import TextDedupSettings
 from tasks.dedup.clusters import components, group_edges, representatives
-from tasks.dedup.minhash import lsh_params, sketch
+from tasks.text.minhash import lsh_params, sketch
 
 # 300 words drawn from 2000: its 5-grams are all distinct, so one changed word leaves Jaccard 291/301 = 0.97.
 BASE = " ".join(f"w{i}" for i in np.random.default_rng(7).integers(0, 2000, 300))
@@ -52,18 +54,18 @@ def test_content_hash_ignores_case_and_whitespace_only():
 
 def test_lsh_parameters_come_from_datasketch():
     assert lsh_params(0.8, 128) == (9, 13)
-    assert DedupSettings(num_perm=128, verify=False).lsh() == (9, 13)
-    assert DedupSettings().lsh() == (25, 10)  # 256 permutations, recall-weighted because candidates are verified
-    assert DedupSettings(bands=16, rows=8).lsh() == (16, 8)
-    assert DedupSettings(verify=False).active_bands() == [EXACT_BAND, *range(17)]
+    assert TextDedupSettings(num_perm=128, verify=False).lsh() == (9, 13)
+    assert TextDedupSettings().lsh() == (25, 10)  # 256 permutations, recall-weighted because candidates are verified
+    assert TextDedupSettings(bands=16, rows=8).lsh() == (16, 8)
+    assert TextDedupSettings(verify=False).active_bands() == [EXACT_BAND, *range(17)]
 
 
 def test_key_ranges_split_a_band_by_the_top_bits():
-    assert DedupSettings(max_band_rows=100).key_parts(100) == 1
-    assert DedupSettings(max_band_rows=100).key_parts(101) == 2
-    assert DedupSettings(max_band_rows=100).key_parts(1000) == 16
+    assert TextDedupSettings(max_band_rows=100).key_parts(100) == 1
+    assert TextDedupSettings(max_band_rows=100).key_parts(101) == 2
+    assert TextDedupSettings(max_band_rows=100).key_parts(1000) == 16
     # small bands share a task (each costs ~0.1 s of orchestration); large ones get their own
-    nine = DedupSettings(max_band_rows=100, bands=9, rows=13)
+    nine = TextDedupSettings(max_band_rows=100, bands=9, rows=13)
     assert nine.band_groups(10) == [[EXACT_BAND, *range(9)]]
     assert nine.band_groups(40) == [[-1, 0], [1, 2], [3, 4], [5, 6], [7, 8]]
     assert nine.band_groups(1000) == [[b] for b in [EXACT_BAND, *range(9)]]
@@ -94,7 +96,7 @@ def test_representative_rule_first_longest_and_published():
     assert rep.tolist() == [-5, -5, 20, 20, 20]
 
 
-def dedup_shards(tables, settings=DedupSettings(), published=()):
+def dedup_shards(tables, settings=TextDedupSettings(), published=()):
     return dedup_tables(tables, settings.model_copy(update={"quality_column": "score"}), list(published))
 
 
@@ -130,7 +132,7 @@ def test_transitive_chain_is_one_cluster_even_where_the_ends_differ_more():
         for i in range(step * 100 + 5, step * 100 + 100, 8):
             text = change(i, text, f"s{step}x{i}")
         chain.append(text)
-    results, _, _ = dedup_shards([shard(["c0", "c1", "c2", "c3"], chain)], DedupSettings(verify=False, bands=32, rows=4))
+    results, _, _ = dedup_shards([shard(["c0", "c1", "c2", "c3"], chain)], TextDedupSettings(verify=False, bands=32, rows=4))
     assert removed(results) == [("c1", "c0", "dedup.near"), ("c2", "c0", "dedup.near"), ("c3", "c0", "dedup.near")]
 
 
@@ -142,18 +144,19 @@ def test_transitive_chain_is_one_cluster_even_where_the_ends_differ_more():
 def test_the_representative_rule_picks_who_stays(keep, expected):
     texts = [BASE, BASE + " tail", BASE + " a longer tail"]
     table = shard(["short", "mid", "long"], texts, score=[0.5, 0.9, 0.7])
-    results, _, _ = dedup_shards([table], DedupSettings(keep=keep))
+    results, _, _ = dedup_shards([table], TextDedupSettings(keep=keep))
     assert removed(results) == expected
 
 
 def test_verification_drops_candidates_below_the_threshold():
     # one band of one row: every pair sharing a single minimum becomes a candidate
     texts = [BASE, " ".join(BASE.split()[:150] + [f"other{i}" for i in range(150)])]  # Jaccard about 0.33
-    loose = DedupSettings(bands=1, rows=1, num_perm=128, seed=5, verify=False)  # seed 5: the minima collide
+    loose = TextDedupSettings(bands=1, rows=1, num_perm=128, seed=5, verify=False)  # seed 5: the minima collide
     assert removed(dedup_shards([shard(["x", "y"], texts)], loose)[0]) == [("y", "x", "dedup.near")]
     results, _, stats = dedup_shards([shard(["x", "y"], texts)], loose.model_copy(update={"verify": True}))
     assert removed(results) == []
-    assert stats == {"candidate_pairs": 1, "verified_pairs": 0, "clusters": 0}
+    assert stats == {"candidate_pairs": 1, "verified_pairs": 0, "clusters": 0, "removed": 0, "key_ranges": 1,
+                     "published_shards": 0}
 
 
 def test_cluster_counts_report_cluster_sizes():
@@ -168,7 +171,7 @@ def test_result_does_not_depend_on_sharding_or_key_ranges():
     ids = [f"t{i}" for i in range(len(texts))]
     one, _, _ = dedup_shards([shard(ids, texts)])
     three, _, _ = dedup_shards([shard(ids[:2], texts[:2]), shard(ids[2:4], texts[2:4]), shard(ids[4:], texts[4:])])
-    split, _, _ = dedup_shards([shard(ids, texts)], DedupSettings(max_band_rows=2))
+    split, _, _ = dedup_shards([shard(ids, texts)], TextDedupSettings(max_band_rows=2))
     assert removed(one) == removed(three) == removed(split) == [
         ("t1", "t0", "dedup.near"), ("t3", "t0", "dedup.near"), ("t5", "t2", "dedup.exact")]
 
@@ -184,14 +187,14 @@ def test_published_documents_stay_and_new_copies_of_them_go():
     assert removed(first) == []
     assert index[0][1]["id"].to_pylist() == ["old1", "old2"]
     new = shard(["new1", "new2", "new3"], [change(7), "a brand new document", "An old document about something ELSE"])
-    results, _, _ = dedup_shards([new], DedupSettings(keep="longest"), published=index)
+    results, _, _ = dedup_shards([new], TextDedupSettings(keep="longest"), published=index)
     assert removed(results) == [("new1", "old1", "dedup.near"), ("new3", "old2", "dedup.exact")]
     assert results[0][0]["id"].to_pylist() == ["new2"]
 
 
 def test_index_entries_keep_the_kept_rows_renumbered():
     table = shard(["a", "b", "c"], [BASE, BASE, "other words here"])
-    keys, docs = sketch_shard(table, DedupSettings())
+    keys, docs = sketch_shard(table, TextDedupSettings())
     k, d = index_entries(keys, docs, np.array([1]))
     assert d["id"].to_pylist() == ["a", "c"]
     assert k.num_rows == 2 * 26 and set(k["row"].to_pylist()) == {0, 1}

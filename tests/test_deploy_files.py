@@ -67,7 +67,7 @@ def test_deployments_name_the_flow_and_valid_configs():
 
 def test_runs_take_their_cluster_from_the_config_then_the_environment():
     from flows.config import DaskSettings
-    from flows.curate import cluster_for
+    from flows.runtime import cluster_for
 
     compose = {"DASK_SCHEDULER_ADDRESS": "tcp://dask-scheduler:8786"}
     assert cluster_for(DaskSettings(), compose) == {"address": "tcp://dask-scheduler:8786"}

@@ -6,6 +6,7 @@ import pytest
 from tasks import gates
 from tasks.export import ExportSettings, SplitSettings, assign_splits, export_split
 from tasks.storage import Store
+from tasks.text import TEXT
 
 
 def test_splits_are_deterministic_and_follow_the_fractions():
@@ -28,13 +29,13 @@ def test_export_split_writes_shards_of_the_target_size(tmp_path):
     for i in range(3):
         store.write_table(pa.table({"id": [f"{i}-{j}" for j in range(10)], "text": ["x"] * 10}), "in", f"p{i}.parquet")
     settings = ExportSettings(shard_rows=7, splits=SplitSettings(train=1, validation=0, test=0))
-    result = export_split(store, [("in", f"p{i}.parquet") for i in range(3)], "train", settings, ("v1",))
+    result = export_split(store, [("in", f"p{i}.parquet") for i in range(3)], "train", settings, "v1", TEXT)
     assert [s["rows"] for s in result["shards"]] == [7, 7, 7, 7, 2]
     assert result["rows"] == 30
-    first = pq.read_table(tmp_path / "v1" / "train" / "part-00000.parquet")
+    first = pq.read_table(tmp_path / "versions" / "v1" / "train" / "part-00000.parquet")
     assert first["split"].to_pylist() == ["train"] * 7
     import hashlib
-    assert result["shards"][0]["sha256"] == hashlib.sha256((tmp_path / "v1/train/part-00000.parquet").read_bytes()).hexdigest()
+    assert result["shards"][0]["sha256"] == hashlib.sha256((tmp_path / "versions/v1/train/part-00000.parquet").read_bytes()).hexdigest()
 
 
 def test_gate_aggregates_counts_across_shards_and_names_failures(tmp_path):
@@ -80,6 +81,6 @@ def test_gate_keeps_the_suite_order_and_names_an_expectation_that_could_not_run(
 
 def test_project_suites_load_and_name_their_gate():
     for gate in gates.GATES:
-        assert gates.load_suite(gate)["name"] == gate
+        assert gates.load_suite(gate, "text")["name"] == gate
     with pytest.raises(FileNotFoundError, match="no expectation suite for gate 'nope'"):
-        gates.load_suite("nope")
+        gates.load_suite("nope", "text")

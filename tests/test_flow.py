@@ -125,7 +125,7 @@ def test_published_version_manifest_card_and_reports(local_run):
 
 def test_failing_gate_stops_the_flow_and_publishes_nothing(tmp_path):
     suites = tmp_path / "suites"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "expectations", suites)
+    shutil.copytree(Path(__file__).resolve().parent.parent / "expectations" / "text", suites)
     strict = json.loads((suites / "clean.json").read_text())
     strict["expectations"].append({"type": "expect_column_values_to_be_between",
                                    "kwargs": {"column": "lang_score", "min_value": 0.99}})

@@ -1,13 +1,13 @@
 import pyarrow as pa
 
-from tasks.preprocess import PreprocessSettings, preprocess
-from tasks.preprocess.c4 import C4Settings, filter_c4
-from tasks.preprocess.gopher_quality import GopherQualitySettings, filter_gopher_quality
-from tasks.preprocess.gopher_repetition import GopherRepetitionSettings, filter_gopher_repetition
-from tasks.preprocess.language import LanguageSettings, filter_language
-from tasks.preprocess.length import LengthSettings, filter_length
-from tasks.preprocess.normalise import NormaliseSettings, normalise_texts
-from tasks.preprocess.pii import PIISettings, redact_pii
+from tasks.text.preprocess import PreprocessSettings, preprocess
+from tasks.text.preprocess.c4 import C4Settings, filter_c4
+from tasks.text.preprocess.gopher_quality import GopherQualitySettings, filter_gopher_quality
+from tasks.text.preprocess.gopher_repetition import GopherRepetitionSettings, filter_gopher_repetition
+from tasks.text.preprocess.language import LanguageSettings, filter_language
+from tasks.text.preprocess.length import LengthSettings, filter_length
+from tasks.text.preprocess.normalise import NormaliseSettings, normalise_texts
+from tasks.text.preprocess.pii import PIISettings, redact_pii
 
 ENGLISH = ("The committee met on Monday to discuss the budget for the coming year. Members agreed that the "
            "library should have longer opening hours, and that the park needs new benches. The mayor thanked "

@@ -2,8 +2,8 @@ import re
 
 import pyarrow as pa
 
-from tasks.export import LENGTH_BINS, length_bins
 from tasks.report import bar_chart, rejections, render
+from tasks.text.stats import LENGTH_BINS, charts, length_bins
 
 STAGES = {"collect": {"in": 10, "kept": 9, "rejected": {}, "quarantined": 1},
           "preprocess": {"in": 9, "kept": 6, "rejected": {"c4.curly_bracket": 1, "language.allowed": 2}, "quarantined": 0},
@@ -35,7 +35,7 @@ def test_report_has_the_four_plots_and_escapes_names():
                 "gates": [{"gate": "raw", "success": True}, {"gate": "dedup", "success": False}],
                 "lengths": {"100-300": 7, "300-1,000": 5}, "languages": {"en": 11, "de": 1},
                 "dedup": {"cluster_sizes": {"2": 3, "10": 1}}}
-    html = render(manifest)
+    html = render(manifest, charts(manifest))
     assert "&lt;corpus&gt;" in html and "<corpus>" not in html
     assert "12 documents on top of <b>v1</b>" in html and "dedup: FAILED" in html
     assert html.count("<svg") == 4

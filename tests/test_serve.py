@@ -13,9 +13,8 @@ from pathlib import Path
 import httpx
 import pyarrow.dataset as ds
 
-from conftest import CURATE, E2E, FRESH, e2e_config, serving
+from conftest import CURATE, E2E, ROOT, FRESH, e2e_config, serving
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_server_says_where_and_serve_needs_one(prefect_server):

@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import E2E, free_port, wait_for
+from conftest import E2E, ROOT, free_port, wait_for
 from test_flow import EXPECTED_STAGES
 
-ROOT = Path(__file__).resolve().parent.parent
 RUN_AS_DEPLOYED = """
 import json, sys
 from flows.config import PipelineConfig
@@ -30,7 +29,8 @@ print(json.dumps(curate(config=PipelineConfig.model_validate_json(sys.stdin.read
 
 @pytest.fixture
 def dask_cluster(tmp_path, prefect_server, s3_endpoint):
-    """A scheduler and two single-threaded workers, as separate processes; yields (address, environment)."""
+    """A scheduler and two single-threaded workers, as separate processes, with the compose file's
+    environment; yields (scheduler address, that environment, a client of the cluster)."""
     url, home, _ = prefect_server
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"{url}/api",
            "FSSPEC_S3_ENDPOINT_URL": s3_endpoint, "AWS_ENDPOINT_URL_S3": s3_endpoint}
@@ -93,5 +93,6 @@ def test_deployed_flow_on_separate_scheduler_workers_and_s3(tmp_path, dask_clust
     assert flow_run.name.startswith("web-en: incremental ingest, ") and flow_run.state.is_completed()
     names = {t.name for t in task_runs}
     assert {"collect unit 0 (4 files)", "gate raw: part-00000-0000.parquet", "preprocess part-00000-0000.parquet",
-            "sketch part-00000-0000.parquet", "candidates exact + bands 0-24, keys 1/1", "clusters", "dedup part-00000-0000.parquet", "export train"} <= names, names
+            "sketch part-00000-0000.parquet", "candidates exact + bands 0-24, keys 1/1", "clusters",
+            "dedup part-00000-0000.parquet", "export train"} <= names, names
     assert {t.state.type.value for t in task_runs} == {"COMPLETED"}

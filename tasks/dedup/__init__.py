@@ -1,18 +1,22 @@
-"""Deduplication: exact (content hash) and near-duplicate (MinHash LSH), shard-parallel and disk-backed.
+"""Deduplication, shared by every modality: exact and near-duplicate, shard-parallel and disk-backed.
 
+A modality supplies its sketch through its `DedupSettings` subclass (text: MinHash of word n-grams; image:
+perceptual-hash bands): per row an exact content hash, near-duplicate band keys, a signature and a size,
+plus the test that verifies a candidate pair on two signatures. Everything else is here:
 1. `sketch_shard` per shard: band keys (one row group per band, the exact content key as band -1) and a
-   document table (id, content hash, length, score, MinHash signature);
+   document table (id, content hash, size, score, signature);
 2. per band and key range: `candidate_edges` between documents sharing a key;
-3. `cluster`: optional verification of candidates by estimated Jaccard, connected components over the
+3. `cluster`: optional verification of candidates by the modality's test, connected components over the
    edges, one representative per cluster by `keep`; memory follows the candidates, not the corpus;
 4. `drop_duplicates` per shard: removed rows go to `_rejected/` with the id they duplicate.
 The kept documents' keys and document tables, written under `index/<version>/` once the version is
-published, are what later runs dedup against (`against_published`).
+published, are what later runs dedup against (`against_published`). `tasks.dedup.steps` runs the four
+steps over storage, for the flow and for in-process callers alike.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -21,7 +25,6 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from tasks.dedup.clusters import components, doc_keys, group_edges, representatives
-from tasks.dedup.minhash import band_keys, lsh_params, sketch
 from tasks.records import Check, Settings, split_by_checks
 
 EXACT_BAND = -1
@@ -30,50 +33,52 @@ DROPS_SCHEMA = pa.schema([("doc", pa.int64()), ("row", pa.int32()), ("duplicate_
                           ("cluster_size", pa.int64())])
 
 
-NODES_SCHEMA = pa.schema([("id", pa.string()), ("content_hash", pa.string()), ("length", pa.int64()),
+NODES_SCHEMA = pa.schema([("id", pa.string()), ("content_hash", pa.string()), ("size", pa.int64()),
                           ("score", pa.float64()), ("signature", pa.binary()), ("doc", pa.int64())])
+PREFERENCE = {"first": None, "longest": "size", "largest": "size", "quality": "score"}  # keep -> docs column
+
+
+@dataclass
+class Sketch:
+    """What a modality's sketch gives per row of a shard."""
+    content: np.ndarray    # (n, 2) uint64: the exact-duplicate hash
+    near: np.ndarray       # (n, bands) uint64: near-duplicate band keys
+    has_near: np.ndarray   # (n,) bool: False where the row has nothing to compare (it can only match exactly)
+    signature: np.ndarray  # (n, width) uint8: what `similar` compares
+    size: np.ndarray       # (n,) int64: characters, pixels, samples: what keep 'longest'/'largest' ranks by
 
 
 class DedupSettings(Settings):
-    exact: bool = Field(True, description="remove documents whose normalised text is identical")
-    near: bool = Field(True, description="remove near-duplicates with MinHash LSH")
-    ngram: int = Field(5, ge=1, description="word n-gram size of the shingles")
-    num_perm: int = Field(256, ge=16, le=1024, description="MinHash permutations (more: a closer Jaccard estimate)")
-    threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity the LSH bands are tuned for")
-    bands: int | None = Field(None, ge=1, description="LSH bands; with rows, overrides the threshold's choice")
-    rows: int | None = Field(None, ge=1)
-    seed: int = 1
-    verify: bool = Field(True, description="drop candidate pairs whose estimated Jaccard is below the threshold")
-    keep: Literal["first", "longest", "quality"] = Field(
-        "first", description="which document of a cluster stays: first seen, longest text, or highest quality_column")
-    quality_column: str = Field("lang_score", description="numeric column ranking documents when keep is 'quality'")
+    """The settings every modality shares; a modality's subclass adds its sketch and its `keep` choices."""
+    exact: bool = Field(True, description="remove records whose content is identical")
+    near: bool = Field(True, description="remove near-duplicates")
+    verify: bool = Field(True, description="drop candidate pairs the modality's similarity test rejects")
+    quality_column: str = Field("lang_score", description="numeric column ranking records when keep is 'quality'")
     against_published: bool = Field(
-        False, description="also remove documents that duplicate any version already published under the output")
+        False, description="also remove records that duplicate any version already published under the output")
     max_band_rows: int = Field(20_000_000, ge=1, description="band keys one candidate task holds in memory; "
                                                              "bigger bands are split by key range")
+    keep: str = "first"
 
-    @model_validator(mode="after")
-    def _bands_and_rows(self):
-        if (self.bands is None) != (self.rows is None):
-            raise ValueError("set both bands and rows, or neither")
-        if self.bands and self.bands * self.rows > self.num_perm:
-            raise ValueError(f"bands x rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
-        return self
+    # The modality's part: what it reads, how many near bands it makes, its sketch and its similarity test.
+    def columns(self) -> list[str]:
+        raise NotImplementedError
 
-    def lsh(self) -> tuple[int, int]:
-        """Bands and rows. With verification, chosen for recall (false negatives weigh 0.95): verification
-        removes the extra false candidates; without it, FP and FN weigh the same (datasketch's default)."""
-        if self.bands:
-            return self.bands, self.rows
-        return lsh_params(self.threshold, self.num_perm, (0.05, 0.95) if self.verify else (0.5, 0.5))
+    def near_bands(self) -> int:
+        raise NotImplementedError
 
-    def active_bands(self) -> list[int]:
-        return ([EXACT_BAND] if self.exact else []) + (list(range(self.lsh()[0])) if self.near else [])
+    def sketch(self, table: pa.Table) -> Sketch:
+        raise NotImplementedError
+
+    def similar(self, sig_u: np.ndarray, sig_v: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
     def sketch_params(self) -> dict:
         """What near-duplicate band keys depend on: an index built with other values only matches exactly."""
-        bands, rows = self.lsh()
-        return {"ngram": self.ngram, "num_perm": self.num_perm, "seed": self.seed, "bands": bands, "rows": rows}
+        raise NotImplementedError
+
+    def active_bands(self) -> list[int]:
+        return ([EXACT_BAND] if self.exact else []) + (list(range(self.near_bands())) if self.near else [])
 
     def band_groups(self, documents: int) -> list[list[int]]:
         """Bands handed to one candidate task together: as many as fit max_band_rows keys (a task has a cost)."""
@@ -86,45 +91,45 @@ class DedupSettings(Settings):
         return 1 << max(0, int(np.ceil(np.log2(max(1, documents) / self.max_band_rows))))
 
 
-def signature_array(data: bytes, n: int, num_perm: int) -> pa.Array:
-    """n signatures of num_perm uint32 values each, from their packed bytes, as one fixed-size binary column."""
-    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(4 * num_perm), n, [None, pa.py_buffer(data)])
+def signature_array(data: bytes, n: int, width: int) -> pa.Array:
+    """n signatures of `width` bytes each, from their packed bytes, as one fixed-size binary column."""
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(data)])
 
 
-def blank_signatures(n: int, num_perm: int) -> pa.Array:
+def blank_signatures(n: int, width: int) -> pa.Array:
     """All-zero signatures: placeholders where a shard's own are not comparable."""
-    return signature_array(bytes(4 * num_perm * n), n, num_perm)
+    return signature_array(bytes(width * n), n, width)
 
 
 def signature_matrix(signatures: pa.ChunkedArray) -> np.ndarray:
-    """(docs x num_perm) uint32 view of a signature column."""
+    """(docs x width) uint8 view of a signature column."""
     arr = signatures.combine_chunks()
-    num_perm = arr.type.byte_width // 4
-    flat = np.frombuffer(arr.buffers()[1], dtype=np.uint32)
-    return flat[arr.offset * num_perm:(arr.offset + len(arr)) * num_perm].reshape(len(arr), num_perm)
+    width = arr.type.byte_width
+    flat = np.frombuffer(arr.buffers()[1], dtype=np.uint8)
+    return flat[arr.offset * width:(arr.offset + len(arr)) * width].reshape(len(arr), width)
 
 
 def sketch_shard(table: pa.Table, settings: DedupSettings, score: pa.ChunkedArray | None = None) -> tuple[pa.Table, pa.Table]:
     """(band keys, documents) of one shard. Keys hold n_docs rows per band, band after band (one row group
-    each); a document without words has a null key in the near bands: it can only match exactly."""
+    each); a row without anything to compare has a null key in the near bands: it can only match exactly."""
     n = table.num_rows
-    bands, rows = settings.lsh()
-    sig, shingles, content = sketch(table["text"], settings.num_perm, settings.ngram, settings.seed)
-    near = band_keys(sig, bands, rows).view(np.int64)
+    sk = settings.sketch(table)
+    near = sk.near.view(np.int64)
     key_columns, ids = [], []
     for band in settings.active_bands():
-        key_columns.append(pa.array(content[:, 0].view(np.int64)) if band == EXACT_BAND
-                           else pa.array(near[:, band], mask=shingles == 0))
+        key_columns.append(pa.array(sk.content[:, 0].view(np.int64)) if band == EXACT_BAND
+                           else pa.array(near[:, band], mask=~sk.has_near))
         ids.append(np.full(n, band, dtype=np.int16))
     keys = pa.table([pa.array(np.concatenate(ids) if ids else [], pa.int16()),
                      pa.concat_arrays(key_columns) if key_columns else pa.array([], pa.int64()),
                      pa.array(np.tile(np.arange(n, dtype=np.int32), len(key_columns)), pa.int32())], schema=KEYS_SCHEMA)
+    signature = np.ascontiguousarray(sk.signature, dtype=np.uint8)
     docs = pa.table({
         "id": table["id"],
-        "content_hash": pa.array([f"{a:016x}{b:016x}" for a, b in content.tolist()], pa.string()),
-        "length": pc.utf8_length(table["text"]).cast(pa.int64()),
+        "content_hash": pa.array([f"{a:016x}{b:016x}" for a, b in sk.content.tolist()], pa.string()),
+        "size": pa.array(np.asarray(sk.size, dtype=np.int64)),
         "score": score.cast(pa.float64()) if score is not None else pa.nulls(n, pa.float64()),
-        "signature": signature_array(sig.tobytes(), n, settings.num_perm),
+        "signature": signature_array(signature.tobytes(), n, signature.shape[1]),
     })
     return keys, docs
 
@@ -152,26 +157,22 @@ def candidate_edges(shard_keys: list[tuple[int, pa.Table]]) -> tuple[np.ndarray,
     return group_edges(docs, keys)
 
 
-def estimated_jaccard(sig_u: np.ndarray, sig_v: np.ndarray) -> np.ndarray:
-    return (sig_u == sig_v).mean(axis=1)
-
-
 def distinct_pairs(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Candidate pairs once each: bands of the same documents repeat them."""
     pairs = pd.DataFrame({"u": u, "v": v}).drop_duplicates()
     return pairs["u"].to_numpy(), pairs["v"].to_numpy()
 
 
-def verified_pairs(u: np.ndarray, v: np.ndarray, nodes: pa.Table, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs whose Jaccard estimated from the full signatures reaches the threshold.
+def verified_pairs(u: np.ndarray, v: np.ndarray, nodes: pa.Table, settings: DedupSettings) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs whose full signatures pass the modality's similarity test.
 
-    `nodes` describes every document on a pair, sorted by doc: doc, id, content_hash, length, score, signature.
+    `nodes` describes every document on a pair, sorted by doc: doc, id, content_hash, size, score, signature.
     """
     if not len(u):
         return u, v
     doc = np.asarray(nodes["doc"])
     sig = signature_matrix(nodes["signature"])
-    same = estimated_jaccard(sig[np.searchsorted(doc, u)], sig[np.searchsorted(doc, v)]) >= threshold
+    same = settings.similar(sig[np.searchsorted(doc, u)], sig[np.searchsorted(doc, v)])
     return u[same], v[same]
 
 
@@ -182,15 +183,15 @@ def cluster(u: np.ndarray, v: np.ndarray, nodes: pa.Table, settings: DedupSettin
     u, v = distinct_pairs(u, v)
     stats = {"candidate_pairs": len(u)}
     if settings.verify:
-        u, v = verified_pairs(u, v, nodes, settings.threshold)
+        u, v = verified_pairs(u, v, nodes, settings)
     stats["verified_pairs"] = len(u)
     if not len(u):
         return DROPS_SCHEMA.empty_table(), stats | {"clusters": 0}
     members, labels = components(u, v)
     at = np.searchsorted(doc, members)
-    preference = {"first": np.zeros(len(members)),
-                  "longest": np.asarray(nodes["length"], dtype=np.float64)[at],
-                  "quality": np.asarray(nodes["score"].fill_null(-np.inf), dtype=np.float64)[at]}[settings.keep]
+    column = PREFERENCE[settings.keep]
+    preference = (np.zeros(len(members)) if column is None
+                  else np.asarray(nodes[column].cast(pa.float64()).fill_null(-np.inf), dtype=np.float64)[at])
     rep, size = representatives(members, labels, preference)
     drop = (members != rep) & (members >= 0)  # published documents are never removed by a later run
     rep_at = np.searchsorted(doc, rep[drop])
@@ -235,27 +236,3 @@ def index_entries(keys: pa.Table, docs: pa.Table, removed: np.ndarray) -> tuple[
     keys = keys.filter(pa.array(kept[rows])).set_column(
         2, "row", pa.array(new_row[rows[kept[rows]]].astype(np.int32)))
     return keys, docs.filter(pa.array(kept))
-
-
-def dedup_tables(tables: list[pa.Table], settings: DedupSettings,
-                 published: list[tuple[pa.Table, pa.Table]] = ()) -> tuple[list[tuple[pa.Table, pa.Table]], list, dict]:
-    """The four steps in one process, for tables that fit in memory (tests, notebooks, benchmarks):
-    ([(kept, rejected)] per table, [(keys, docs)] index entries per table, clustering counts).
-    `published` are index entries of earlier versions, oldest first."""
-    score = settings.quality_column if settings.keep == "quality" else None
-    sketches = [sketch_shard(t, settings, t[score] if score else None) for t in tables]
-    numbered = [(j - len(published), *entry) for j, entry in enumerate(published)]
-    numbered += [(i, *entry) for i, entry in enumerate(sketches)]
-    parts = settings.key_parts(sum(keys.num_rows for _, keys, _ in numbered) // max(1, len(settings.active_bands())))
-    edges = [candidate_edges([(n, in_key_range(keys.filter(pc.equal(keys["band"], band)), part, parts))
-                              for n, keys, _ in numbered])
-             for band in settings.active_bands() for part in range(parts)]
-    nodes = pa.concat_tables([docs.append_column("doc", pa.array(doc_keys(n, docs.num_rows))) for n, _, docs in numbered])
-    u = np.concatenate([e[0] for e in edges]) if edges else np.zeros(0, dtype=np.int64)
-    v = np.concatenate([e[1] for e in edges]) if edges else np.zeros(0, dtype=np.int64)
-    drops, stats = cluster(u, v, nodes, settings)
-    shard_of = np.asarray(drops["doc"]) >> 32
-    mine = [drops.filter(pa.array(shard_of == i)) for i in range(len(tables))]
-    results = [drop_duplicates(t, docs["content_hash"], d) for t, (_, docs), d in zip(tables, sketches, mine)]
-    index = [index_entries(keys, docs, np.asarray(d["row"])) for (keys, docs), d in zip(sketches, mine)]
-    return results, index, stats

@@ -1,7 +1,7 @@
 """The dedup index: band keys and document rows of every published document, kept on the output storage.
 
     index/<version>/keys/<shard>.parquet   band, key, row (one row group per band)
-    index/<version>/docs/<shard>.parquet   id, content_hash, length, score, signature
+    index/<version>/docs/<shard>.parquet   id, content_hash, size, score, signature
     index/<version>/index.json             written last, once the version is published: the commit mark
 
 A run with `against_published` reads the committed versions as extra shards numbered below zero (oldest
@@ -15,6 +15,8 @@ import posixpath
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from tasks import layout
+from tasks.layout import RunPaths
 from tasks.storage import Store
 
 from . import EXACT_BAND, DedupSettings
@@ -32,24 +34,23 @@ class KeySource:
         return self.near or band == EXACT_BAND
 
 
-def run_sources(run: str, shards: list[str]) -> list[KeySource]:
-    work = (run, "dedup", "_work")
-    return [KeySource(i, (*work, "keys", s), (*work, "docs", s)) for i, s in enumerate(shards)]
+def run_sources(paths: RunPaths, shards: list[str]) -> list[KeySource]:
+    return [KeySource(i, paths.work("keys", s), paths.work("docs", s)) for i, s in enumerate(shards)]
 
 
 def published_sources(store: Store, settings: DedupSettings) -> tuple[list[KeySource], int]:
     """The committed index shards, oldest version first, and how many documents they hold."""
     versions = []
-    for marker in store.fs.glob(posixpath.join(store.path("index"), "*", "index.json")):
+    for marker in store.fs.glob(posixpath.join(store.path(*layout.index("*")), "index.json")):
         with store.fs.open(marker, "rb") as f:
             versions.append(json.load(f))
     versions.sort(key=lambda v: (v["created"], v["version"]))
     files = [(v, shard) for v in versions for shard in v["shards"]]
-    sources = [KeySource(j - len(files), ("index", v["version"], "keys", shard), ("index", v["version"], "docs", shard),
+    sources = [KeySource(j - len(files), layout.index(v["version"], "keys", shard), layout.index(v["version"], "docs", shard),
                          near=v["sketch"] == settings.sketch_params()) for j, (v, shard) in enumerate(files)]
     return sources, sum(v["documents"] for v in versions)
 
 
 def commit(store: Store, version: str, shards: list[str], documents: int, settings: DedupSettings) -> None:
     store.write_json({"version": version, "created": datetime.now(timezone.utc).isoformat(), "documents": documents,
-                      "shards": shards, "sketch": settings.sketch_params()}, "index", version, "index.json")
+                      "shards": shards, "sketch": settings.sketch_params()}, *layout.index(version, "index.json"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import Field
 
-from tasks.preprocess.text import text_lengths
+from tasks.text.preprocess.text import text_lengths
 from tasks.records import Check, Settings, split_by_checks
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.preprocess.text import per_doc_max, per_doc_sum, split_lines, split_words
+from tasks.text.preprocess.text import per_doc_max, per_doc_sum, split_lines, split_words
 from tasks.records import Check, Settings, split_by_checks
 
 CITATION = r"\[\d*\]|\[edit\]|\[citation needed\]"

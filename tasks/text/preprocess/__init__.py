@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from tasks.preprocess.c4 import C4Settings, filter_c4
-from tasks.preprocess.gopher_quality import GopherQualitySettings, filter_gopher_quality
-from tasks.preprocess.gopher_repetition import GopherRepetitionSettings, filter_gopher_repetition
-from tasks.preprocess.language import LanguageSettings, filter_language
-from tasks.preprocess.length import LengthSettings, filter_length
-from tasks.preprocess.normalise import NormaliseSettings, normalise
-from tasks.preprocess.pii import PIISettings, redact_pii
+from tasks.text.preprocess.c4 import C4Settings, filter_c4
+from tasks.text.preprocess.gopher_quality import GopherQualitySettings, filter_gopher_quality
+from tasks.text.preprocess.gopher_repetition import GopherRepetitionSettings, filter_gopher_repetition
+from tasks.text.preprocess.language import LanguageSettings, filter_language
+from tasks.text.preprocess.length import LengthSettings, filter_length
+from tasks.text.preprocess.normalise import NormaliseSettings, normalise
+from tasks.text.preprocess.pii import PIISettings, redact_pii
 from tasks.records import Settings, concat
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.preprocess.text import (first_occurrences, flatten, per_doc_sum, ratio, repeated, repeated_ngram_codes,
+from tasks.text.preprocess.text import (first_occurrences, flatten, per_doc_sum, ratio, repeated, repeated_ngram_codes,
                                    split_words, text_lengths, token_ids)
 from tasks.records import Check, Settings, split_by_checks
 

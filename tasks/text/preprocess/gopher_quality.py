@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.preprocess.text import per_doc_count, per_doc_sum, ratio, split_lines, split_words
+from tasks.text.preprocess.text import per_doc_count, per_doc_sum, ratio, split_lines, split_words
 from tasks.records import Check, Settings, split_by_checks
 
 PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~«»“”‘’„‚‹›¡¿…·—–•"

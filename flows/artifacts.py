@@ -1,0 +1,51 @@
+"""What a run shows in the Prefect UI: a table, a Markdown summary and a Data Docs link per gate, the run
+summary and the link to the run report. Rendering only."""
+
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+from tasks import modalities
+from tasks.stage_table import markdown_tables
+
+
+def gate_rows(result: dict) -> list[dict]:
+    return [{"expectation": e["expectation"], "column": e["column"] or "", "rows": e["element_count"],
+             "unexpected": "" if e["unexpected_count"] is None else e["unexpected_count"],
+             "result": "pass" if e["success"] else "FAIL"} for e in result["expectations"]]
+
+
+def gate_markdown(result: dict, docs_url: str) -> str:
+    rows = "\n".join(f"| {r['expectation']} | {r['column']} | {r['rows']} | {r['unexpected']} | "
+                     f"{'pass' if r['result'] == 'pass' else '**FAIL**'} |" for r in gate_rows(result))
+    status = "passed" if result["success"] else "FAILED"
+    return (f"### Gate `{result['gate']}` {status} (policy {result['policy']})\n\n"
+            f"| expectation | column | rows | unexpected | result |\n|---|---|---|---|---|\n{rows}\n\n"
+            f"Data Docs: {docs_url}\n")
+
+
+def publish_gate(result: dict, docs_url: str) -> None:
+    gate = result["gate"]
+    create_markdown_artifact(key=f"gate-{gate}", markdown=gate_markdown(result, docs_url), description=f"gate {gate}")
+    create_table_artifact(key=f"gate-{gate}-table", table=gate_rows(result),
+                          description=f"gate {gate}: one row per expectation")
+    create_link_artifact(key=f"gate-{gate}-docs", link=docs_url, link_text=f"Data Docs of gate {gate}",
+                         description=f"gate {gate}: Great Expectations Data Docs")
+
+
+def summary_markdown(summary: dict) -> str:
+    added, noun = sum(summary["splits"].values()), modalities.get(summary["modality"]).noun
+    on_top = f", {added} added on top of {summary['base_version']}" if summary["base_version"] else ""
+    gates = ", ".join(f"{g} {'passed' if ok else '**FAILED** (policy warn)'}" for g, ok in summary["gates"].items())
+    return (f"### curate run `{summary['run_id']}`\n\nPublished **{summary['version']}** at `{summary['published']}`: "
+            f"{summary['documents']} {noun}{on_top}.\n\nGates: {gates}.\n\n{markdown_tables(summary['stages'], noun=noun)}\n")
+
+
+def publish_summary(summary: dict, report_url: str) -> None:
+    create_link_artifact(key="run-report", link=report_url,
+                         link_text=f"Run report of {summary['version']}: distributions, rejections, duplicate clusters, "
+                                   "examples", description="HTML run report with plots, next to the manifest")
+    create_markdown_artifact(key="run-summary", markdown=summary_markdown(summary), description="curate run summary")
+
+
+def publish_nothing_new(run_id: str, message: str) -> None:
+    create_markdown_artifact(key="run-summary", markdown=f"### curate run `{run_id}`\n\n{message.capitalize()}.",
+                             description="curate run summary")

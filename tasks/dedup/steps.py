@@ -1,0 +1,161 @@
+"""The four dedup steps over storage, and the one assembly of them that the flow and in-process callers
+(tests, notebooks, benchmarks) share. Each step reads and writes shards under the run's folders and
+returns small counts; `deduplicate` hands them to an executor: the flow's maps them as Prefect tasks on the
+Dask cluster, `run_serially` calls them in this process.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Callable, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tasks import dedup, layout
+from tasks.dedup import index as dedup_index
+from tasks.dedup.index import KeySource
+from tasks.layout import RunPaths
+from tasks.records import StageCounts
+from tasks.storage import Store, shard_name
+
+
+class Executor(Protocol):
+    def __call__(self, step: Callable, items: list, **constants) -> list:
+        """`[step(item, **constants) for item in items]`, wherever the steps run."""
+
+
+def run_serially(step: Callable, items: list, **constants) -> list:
+    return [step(item, **constants) for item in items]
+
+
+def write_stage_outputs(store: Store, paths: RunPaths, stage: str, shard: str, kept: pa.Table,
+                        rejected: pa.Table) -> None:
+    store.write_table(kept, *paths.stage(stage, shard))
+    store.write_table(rejected, *paths.rejected(stage, shard))
+
+
+def sketch(shard: str, store: Store, paths: RunPaths, settings: dedup.DedupSettings) -> int:
+    columns = ["id", *settings.columns()]
+    if settings.keep == "quality":
+        columns.append(settings.quality_column)
+        present = store.read_schema(*paths.stage("preprocess", shard)).names
+        if settings.quality_column not in present:
+            raise ValueError(f"dedup.keep is 'quality' but {shard} has no column {settings.quality_column!r} "
+                             f"(columns: {', '.join(present)}); set dedup.quality_column")
+    table = store.read_table(*paths.stage("preprocess", shard), columns=columns)
+    score = table[settings.quality_column] if settings.keep == "quality" else None
+    keys, docs = dedup.sketch_shard(table, settings, score)
+    store.write_table(keys, *paths.work("keys", shard), row_group_size=max(1, table.num_rows))
+    store.write_table(docs, *paths.work("docs", shard))
+    return table.num_rows
+
+
+def candidates_run_name(parameters: dict) -> str:
+    """`candidates exact + bands 0-24, keys 1/1`: the band list itself is too long to read in the UI."""
+    bands, part = parameters["work"]
+    near = [b for b in bands if b != dedup.EXACT_BAND]
+    parts = (["exact"] if dedup.EXACT_BAND in bands else []) + (
+        [f"bands {near[0]}-{near[-1]}" if len(near) > 1 else f"band {near[0]}"] if near else [])
+    return f"candidates {' + '.join(parts)}, keys {part + 1}/{parameters['parts']}"
+
+
+def candidates(work: tuple[list[int], int], store: Store, paths: RunPaths, sources: list[KeySource], parts: int) -> int:
+    """`work` is (bands, key range): reads each shard's keys of these bands in this key range once, then
+    pairs band by band."""
+    bands, part = work
+    tables = [(src, dedup.in_key_range(store.read_table(*src.keys, columns=["band", "key", "row"],
+                                                        filters=[("band", "in", bands)]), part, parts))
+              for src in sources]
+    found = 0
+    for band in bands:
+        shard_keys = [(src.number, t.filter(pc.equal(t["band"], band))) for src, t in tables if src.has_band(band)]
+        u, v = dedup.candidate_edges(shard_keys)
+        store.write_table(pa.table({"u": u, "v": v}), *paths.work("edges", f"band-{band + 1:03d}-part-{part:05d}.parquet"))
+        found += len(u)
+    return found
+
+
+def clusters(shards: list[str], store: Store, paths: RunPaths, sources: list[KeySource],
+             settings: dedup.DedupSettings) -> dict:
+    edges = pa.concat_tables([store.read_table(*paths.work("edges", name))
+                              for name in store.list(*paths.work("edges"), pattern="band-*.parquet")]
+                             or [pa.table({"u": pa.array([], pa.int64()), "v": pa.array([], pa.int64())})])
+    u, v = np.asarray(edges["u"]), np.asarray(edges["v"])
+    members = np.unique(np.concatenate([u, v]))
+    on_edges = set((members >> 32).tolist())
+    nodes = []
+    for src in sources:  # only the shards with a candidate, and only their candidates' rows
+        if src.number not in on_edges:
+            continue
+        docs = store.read_table(*src.docs)
+        keys = dedup.doc_keys(src.number, docs.num_rows)
+        mine = pa.array(np.isin(keys, members))
+        if not src.near:  # other sketch settings: its signatures are not comparable and only exact edges reach it
+            width = docs.schema.field("signature").type.byte_width
+            docs = docs.set_column(docs.schema.get_field_index("signature"), "signature",
+                                   dedup.blank_signatures(docs.num_rows, width))
+        nodes.append(docs.filter(mine).append_column("doc", pa.array(keys).filter(mine)))
+    drops, stats = dedup.cluster(u, v, pa.concat_tables(nodes) if nodes else dedup.NODES_SCHEMA.empty_table(),
+                                 settings)
+    shard_of = np.asarray(drops["doc"]) >> 32
+    for i, shard in enumerate(shards):
+        store.write_table(drops.filter(pa.array(shard_of == i)), *paths.work("drops", shard))
+    return stats | {"removed": drops.num_rows}
+
+
+def remove(shard: str, store: Store, paths: RunPaths, version: str) -> StageCounts:
+    """Drop the shard's removed rows and write its part of the version's (uncommitted) dedup index."""
+    table = store.read_table(*paths.stage("preprocess", shard))
+    docs = store.read_table(*paths.work("docs", shard))
+    drops = store.read_table(*paths.work("drops", shard))
+    kept, rejected = dedup.drop_duplicates(table, docs["content_hash"], drops)
+    write_stage_outputs(store, paths, "dedup", shard, kept, rejected)
+    keys, docs = dedup.index_entries(store.read_table(*paths.work("keys", shard)), docs, np.asarray(drops["row"]))
+    store.write_table(keys, *layout.index(version, "keys", shard), row_group_size=max(1, docs.num_rows))
+    store.write_table(docs, *layout.index(version, "docs", shard))
+    return StageCounts.of(table.num_rows, kept, rejected)
+
+
+def deduplicate(store: Store, paths: RunPaths, shards: list[str], version: str, documents: int,
+                settings: dedup.DedupSettings, run: Executor = run_serially) -> tuple[StageCounts, dict]:
+    """Sketch per shard, candidates per band and key range, one clustering, a filter per shard (DESIGN 6).
+    Reads `<run>/preprocess/<shard>`, writes `<run>/dedup/` and the version's uncommitted index."""
+    run(sketch, shards, store=store, paths=paths, settings=settings)
+    sources = dedup_index.run_sources(paths, shards)
+    if settings.against_published:
+        published, published_docs = dedup_index.published_sources(store, settings)
+        sources, documents = published + sources, documents + published_docs
+    parts = settings.key_parts(documents)
+    work = [(bands, part) for bands in settings.band_groups(documents) for part in range(parts)]
+    run(candidates, work, store=store, paths=paths, sources=sources, parts=parts)
+    (clustering,) = run(clusters, [shards], store=store, paths=paths, sources=sources, settings=settings)
+    counts = StageCounts.total(run(remove, shards, store=store, paths=paths, version=version))
+    return counts, clustering | {"key_ranges": parts, "published_shards": len(sources) - len(shards)}
+
+
+def dedup_tables(tables: list[pa.Table], settings: dedup.DedupSettings,
+                 published: list[tuple[pa.Table, pa.Table]] = ()) -> tuple[list[tuple[pa.Table, pa.Table]], list, dict]:
+    """`deduplicate` on tables that fit in memory, through a temporary local store: ([(kept, rejected)] per
+    table, [(keys, docs)] index entries per table, clustering counts). `published` are index entries of
+    earlier results, oldest first, committed as one published version before the tables are deduplicated."""
+    with tempfile.TemporaryDirectory() as root:
+        store = Store(root)
+        shards = [shard_name(i) for i in range(len(tables))]
+        for i, (keys, docs) in enumerate(published):
+            store.write_table(keys, *layout.index("published", "keys", shard_name(i)))
+            store.write_table(docs, *layout.index("published", "docs", shard_name(i)))
+        if published:
+            dedup_index.commit(store, "published", [shard_name(i) for i in range(len(published))],
+                               sum(docs.num_rows for _, docs in published), settings)
+        paths = RunPaths("in-process")
+        for shard, table in zip(shards, tables):
+            store.write_table(table, *paths.stage("preprocess", shard))
+        _, stats = deduplicate(store, paths, shards, "new", sum(t.num_rows for t in tables),
+                               settings.model_copy(update={"against_published": settings.against_published or bool(published)}))
+        results = [(store.read_table(*paths.stage("dedup", s)), store.read_table(*paths.rejected("dedup", s)))
+                   for s in shards]
+        index = [(store.read_table(*layout.index("new", "keys", s)), store.read_table(*layout.index("new", "docs", s)))
+                 for s in shards]
+        return results, index, stats

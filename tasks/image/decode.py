@@ -1,0 +1,86 @@
+"""Decoding pictures: what collect checks (every file decodes fully, within a pixel cap) and the one
+normalisation every later stage sees (EXIF orientation, 8-bit sRGB, transparency flattened onto white).
+
+Pillow reads the format from the bytes, never from the name; pillow-heif adds HEIC (Pillow reads AVIF).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from pillow_heif import register_heif_opener
+
+register_heif_opener()
+Image.MAX_IMAGE_PIXELS = None  # the configured cap (`max_pixels`) is checked before any pixel is decoded
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, Image.DecompressionBombError)
+MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF",
+         b"MM\x00*": "TIFF"}
+
+
+class Undecodable(ValueError):
+    """Bytes that are not a whole picture; the message says what the decoder said."""
+
+
+def has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+
+
+def probe(data: bytes, max_pixels: int) -> dict:
+    """Format, size, mode and alpha of a picture that decodes completely; else `Undecodable`."""
+    if not data:
+        raise Undecodable("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise Undecodable(f"{width}x{height} = {width * height:,} pixels exceeds max_pixels {max_pixels:,} "
+                              "(decompression bomb guard)")
+        image.load()
+    except Undecodable:
+        raise
+    except UnidentifiedImageError:
+        kind = next((name for magic, name in MAGIC.items() if data.startswith(magic)), None)
+        if kind:
+            raise Undecodable(f"starts as a {kind} file but its header is corrupt (a bad chunk or checksum): "
+                              "Pillow cannot open it") from None
+        raise Undecodable(f"not a picture Pillow can read (the file starts with {data[:16]!r})") from None
+    except DECODE_ERRORS as e:
+        raise Undecodable(f"{getattr(image, 'format', None) or 'picture'} does not decode: {e}") from None
+    return {"width": width, "height": height, "format": image.format, "mode": image.mode, "has_alpha": has_alpha(image)}
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """16- and 32-bit greyscale scaled to 8-bit (Pillow's own convert clips them instead)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return Image.fromarray((np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8), "L")
+    if image.mode == "I":
+        return Image.fromarray((np.asarray(image).clip(0, 65535).astype(np.uint32) >> 8).astype(np.uint8), "L")
+    if image.mode == "F":
+        return Image.fromarray((np.asarray(image).clip(0, 1) * 255).round().astype(np.uint8), "L")
+    return image
+
+
+def normalised(data: bytes) -> Image.Image:
+    """The picture as a person sees it: EXIF-oriented, 8-bit sRGB RGB, transparency on white."""
+    image = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    image = to_8bit(image)
+    alpha = has_alpha(image)
+    image = image.convert("RGBA" if alpha else "RGB")
+    icc = image.info.get("icc_profile")
+    if icc:
+        try:
+            image = ImageCms.profileToProfile(image, ImageCms.ImageCmsProfile(io.BytesIO(icc)), SRGB,
+                                              outputMode=image.mode)
+        except (ImageCms.PyCMSError, OSError):
+            pass  # a broken embedded profile: the pixels are taken as sRGB, as browsers do
+    if alpha:
+        white = Image.new("RGB", image.size, (255, 255, 255))
+        white.paste(image, mask=image.getchannel("A"))
+        image = white
+    return image

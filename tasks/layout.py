@@ -1,0 +1,61 @@
+"""Every path curate writes under the output root, built here and nowhere else (DESIGN 3 and 9).
+
+    runs/<run_id>/<stage>/part-*.parquet             a stage's kept rows
+    runs/<run_id>/<stage>/_rejected/part-*.parquet   its rejected rows, with rule and reason
+    runs/<run_id>/collect/_quarantine/part-*.parquet input that could not become a record
+    runs/<run_id>/dedup/_work/<kind>/...             dedup's intermediate keys, docs, edges and drops
+    runs/<run_id>/reports/gates/<gate>...            gate results and Data Docs
+    versions/<version>/...                           a published version: shards, card, report, manifest
+    index/<version>/...                              the dedup index of a published version
+    ledger/<version>.parquet                         the source files a published version took
+    LATEST                                           the newest published version's name
+
+Paths are tuples of parts for `Store` calls, so they work on any fsspec filesystem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Parts = tuple[str, ...]
+LATEST: Parts = ("LATEST",)
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The folders of one run."""
+    run_id: str
+
+    @property
+    def root(self) -> Parts:
+        return ("runs", self.run_id)
+
+    def stage(self, stage: str, *shard: str) -> Parts:
+        return (*self.root, stage, *shard)
+
+    def rejected(self, stage: str, *shard: str) -> Parts:
+        return (*self.root, stage, "_rejected", *shard)
+
+    def quarantine(self, *shard: str) -> Parts:
+        return (*self.root, "collect", "_quarantine", *shard)
+
+    def work(self, *parts: str) -> Parts:
+        return (*self.root, "dedup", "_work", *parts)
+
+    def gate(self, gate: str, *parts: str) -> Parts:
+        return (*self.root, "reports", "gates", gate, *parts)
+
+    def gate_result(self, gate: str) -> Parts:
+        return (*self.root, "reports", "gates", f"{gate}.json")
+
+
+def version(name: str, *parts: str) -> Parts:
+    return ("versions", name, *parts)
+
+
+def index(name: str, *parts: str) -> Parts:
+    return ("index", name, *parts)
+
+
+def ledger(name: str | None = None) -> Parts:
+    return ("ledger", f"{name}.parquet") if name else ("ledger",)

@@ -1,0 +1,17 @@
+"""The registry: the one module that names every modality (DESIGN 9)."""
+
+from __future__ import annotations
+
+from tasks.image import IMAGE
+from tasks.modality import Modality
+from tasks.text import TEXT
+
+MODALITIES: dict[str, Modality] = {m.name: m for m in (TEXT, IMAGE)}
+NAMES = tuple(MODALITIES)
+
+
+def get(name: str) -> Modality:
+    try:
+        return MODALITIES[name]
+    except KeyError:
+        raise ValueError(f"unknown modality {name!r}; one of {', '.join(NAMES)}") from None
