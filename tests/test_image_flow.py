@@ -1,0 +1,140 @@
+"""The image pipeline end to end on the shared real pictures plus broken files and converted copies made
+here, on a real multi-process Dask cluster and a real (temporary) Prefect server."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+
+from conftest import ROOT
+from flows.config import PipelineConfig
+from flows.curate import run_pipeline
+
+SHARED = ROOT.parent / "shared" / "data"
+IMAGES = SHARED / "images"
+pytestmark = pytest.mark.skipif(not IMAGES.is_dir(), reason="needs the shared sample pictures")
+
+spec = importlib.util.spec_from_file_location("make_image_examples", ROOT / "examples" / "make_image_examples.py")
+make_image_examples = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(make_image_examples)
+
+
+def read(paths):
+    return ds.dataset([str(p) for p in paths], format="parquet").to_table()
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("images")
+    copies = make_image_examples.make(IMAGES, tmp / "made")
+    config = PipelineConfig.model_validate({
+        "modality": "image",
+        "sources": [{"uri": str(IMAGES / "*")}, {"uri": str(tmp / "made" / "*")}],
+        "output": str(tmp / "out"),
+        "collect": {"shard_rows": 25, "max_pixels": 5_000_000},
+        "preprocess": {"min_side": {"min_side": 16}, "aspect_ratio": {"max_ratio": 8},
+                       "blur": {"min_laplacian_var": 0.5}},
+        "export": {"version": "v1", "resize_mode": "center_crop", "size": 128, "upscale": True,
+                   "splits": {"train": 0.8, "validation": 0.1, "test": 0.1}},
+    })
+    return run_pipeline(config), tmp / "out", copies
+
+
+def groups(copies: dict[str, str]) -> dict[str, str]:
+    """File name -> duplicate group: the shared manifest's dup_group, a converted copy's source's group, or
+    the file itself."""
+    manifest = [json.loads(line) for line in (SHARED / "images_manifest.jsonl").read_text().splitlines()]
+    group = {Path(m["file"]).name: m["dup_group"] or Path(m["file"]).name for m in manifest}
+    return group | {copy: group[source] for copy, source in copies.items()}
+
+
+def test_counts_per_stage_and_rule(image_run):
+    summary, _, _ = image_run
+    assert summary["stages"] == {
+        "collect": {"in": 77, "kept": 70, "rejected": {}, "quarantined": 7},
+        "preprocess": {"in": 70, "kept": 62, "rejected": {"image.blank": 7, "image.min_side": 1}, "quarantined": 0},
+        "dedup": {"in": 62, "kept": 36, "rejected": {"dedup.near": 18, "dedup.exact": 8}, "quarantined": 0},
+        "export": {"in": 36, "kept": 36, "rejected": {}, "quarantined": 0}}
+    assert summary["splits"] == {"train": 33, "validation": 1, "test": 2}
+    assert summary["gates"] == {"raw": True, "clean": True, "dedup": True, "export": True}
+
+
+def test_quarantine_names_each_broken_file_and_the_decoders_error(image_run):
+    summary, out, _ = image_run
+    bad = read((out / "runs" / summary["run_id"] / "collect" / "_quarantine").glob("*.parquet")).to_pylist()
+    assert sorted((Path(b["source"]).name, b["line"], b["error"]) for b in bad) == [
+        ("bad-crc.png", 1, "starts as a PNG file but its header is corrupt (a bad chunk or checksum): Pillow cannot open it"),
+        ("empty.jpg", 1, "empty file (0 bytes)"),
+        ("noise.png", 1, "not a picture Pillow can read (the file starts with "
+                         "b'_\\x82\\xc2\\xd9\\xcf\\xeb\\x0f\\xa3!\\xd7\\xd9\\x82\\xf8\\xbd\\x10E')"),
+        ("page.jpg", 1, "not a picture Pillow can read (the file starts with b'<!doctype html><')"),
+        ("truncated.jpg", 1, "JPEG does not decode: image file is truncated (35 bytes not processed)"),
+        ("truncated.png", 1, "PNG does not decode: image file is truncated"),
+        ("ukui_desert.png", 1, "3640x2400 = 8,736,000 pixels exceeds max_pixels 5,000,000 (decompression bomb guard)")]
+
+
+def test_every_shard_accounts_for_every_record(image_run):
+    summary, out, _ = image_run
+    run = out / "runs" / summary["run_id"]
+    shards = sorted(p.name for p in (run / "collect").glob("part-*.parquet"))
+    assert len(shards) == 3  # 70 pictures, 25 per shard at most
+    previous = "collect"
+    for stage in ("preprocess", "dedup"):
+        for shard in shards:
+            n_in = read([run / previous / shard]).num_rows
+            assert n_in == read([run / stage / shard]).num_rows + read([run / stage / "_rejected" / shard]).num_rows
+        previous = stage
+
+
+def test_each_duplicate_group_keeps_one_picture_and_no_two_groups_merge(image_run):
+    summary, out, copies = image_run
+    run = out / "runs" / summary["run_id"]
+    group = groups(copies)
+    reached = read(run.glob("preprocess/part-*.parquet"))
+    kept = read(run.glob("dedup/part-*.parquet"))
+    removed = read(run.glob("dedup/_rejected/*.parquet"))
+    name_of = dict(zip(reached["id"].to_pylist(), (Path(s).name for s in reached["source"].to_pylist())))
+    survivors = defaultdict(list)
+    for rid in kept["id"].to_pylist():
+        survivors[group[name_of[rid]]].append(name_of[rid])
+    assert {g for g in map(group.get, name_of.values())} == set(survivors)  # every group that reached dedup stays
+    assert {g: names for g, names in survivors.items() if len(names) > 1} == {}  # ... with one picture
+    merged = [(name_of[r], name_of[d]) for r, d in zip(removed["id"].to_pylist(), removed["duplicate_of"].to_pylist())
+              if group[name_of[r]] != group[name_of[d]]]
+    assert merged == []
+    exact = sorted(name_of[r] for r, rule in zip(removed["id"].to_pylist(), removed["rule"].to_pylist())
+                   if rule == "dedup.exact")
+    assert exact == ["aero1.bmp", "coins-16bit.png",  # lossless copies of a JPEG and an 8-bit PNG: the same pixels
+                     "debbase_icons_hicolor_256x256_emblems_emblem-debian.png",
+                     "debbase_plymouth_themes_futureprototype_password_dot16.png",
+                     "debbase_plymouth_themes_homeworld_password_dot16.png",
+                     "debbase_plymouth_themes_moonlight_password_dot16.png",
+                     "debbase_plymouth_themes_softwaves_password_dot16.png", "shakespeare_shkspr_droeshout.png"]
+    kept_names = {name_of[r] for r in kept["id"].to_pylist()}
+    assert {"debbase_icons_desktop-base_256x256_emblems_emblem-debian.png", "opencv_butterfly.jpg",
+            "mate_GreenMeadow.jpg", "plasma_DarkestHour_2560x1600.jpg", "opencv_left13.jpg",
+            "opencv_right13.jpg"} <= kept_names  # the largest of each cluster; stereo pairs are not duplicates
+
+
+def test_exported_shards_load_in_datasets_as_pictures_of_the_target_size(image_run):
+    from datasets import load_dataset
+
+    summary, out, _ = image_run
+    files = sorted(str(p) for p in (out / "versions" / "v1" / "train").glob("*.parquet"))
+    train = load_dataset("parquet", data_files=files, split="train")
+    assert len(train) == summary["splits"]["train"]
+    first = train[0]["image"]
+    assert type(first).__module__.startswith("PIL.") and first.size == (128, 128) and first.mode == "RGB"
+    assert {im.size for im in train["image"]} == {(128, 128)}
+    manifest = json.loads((out / "versions" / "v1" / "manifest.json").read_text())
+    assert manifest["modality"] == "image" and manifest["pixels"]["count"] == 128 * 128 * summary["documents"]
+    assert manifest["source_formats"] == {"PNG": 11, "JPEG": 25} and manifest["sizes"] == {"128-255": 36}
+    report = (out / "versions" / "v1" / "report.html").read_text()
+    assert report.count('src="data:image/jpeg;base64,') >= 10
+    card = (out / "versions" / "v1" / "README.md").read_text()
+    assert "transforms.Normalize(mean=[" in card and 'load_dataset("parquet", data_files=files' in card
