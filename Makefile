@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	rm -rf examples/out
 	$(BIN)/curate run examples/quickstart.yaml
+	rm -rf examples/out-images
+	$(BIN)/curate run examples/quickstart-images.yaml
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
@@ -37,4 +39,4 @@ lock: $(STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^curate' > constraints.txt
 
 clean:
-	rm -rf $(VENV) examples/out .pytest_cache
+	rm -rf $(VENV) examples/out examples/out-images .pytest_cache

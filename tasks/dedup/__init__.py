@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from tasks.dedup.clusters import components, doc_keys, group_edges, representatives
 from tasks.records import Check, Settings, split_by_checks
