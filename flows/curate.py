@@ -76,17 +76,18 @@ def curate_once(config: PipelineConfig) -> dict:
         unmapped(paths), range(len(units)), [len(u) for u in units])]
     counts["collect"] = StageCounts.total(c.counts for c in collected)
     shards = [s["name"] for c in collected for s in c.shards]
-    gate_results.append(run_gate("raw", store, paths, [paths.stage("collect", s) for s in shards], config))
+    gate_results.append(run_gate("raw", store, paths, [paths.stage("collect", s) for s in shards], shards, config))
 
     counts["preprocess"] = StageCounts.total(f.result() for f in stages.preprocess_shard.map(
         unmapped(store), unmapped(paths), shards, unmapped(config.modality), unmapped(config.preprocess)))
-    gate_results.append(run_gate("clean", store, paths, [paths.stage("preprocess", s) for s in shards], config))
+    gate_results.append(run_gate("clean", store, paths, [paths.stage("preprocess", s) for s in shards], shards,
+                                 config))
 
     counts["dedup"], clustering = deduplicate(store, paths, shards, version, counts["preprocess"].kept,
                                               dedup_settings, stages.run_as_tasks)
     logger.info("dedup: %s; %s", counts["dedup"], clustering)
     try:
-        gate_results.append(run_gate("dedup", store, paths, [paths.stage("dedup", s) for s in shards], config))
+        gate_results.append(run_gate("dedup", store, paths, [paths.stage("dedup", s) for s in shards], shards, config))
     except gates.GateFailed:
         store.remove(*layout.index(version))
         raise
@@ -95,11 +96,12 @@ def curate_once(config: PipelineConfig) -> dict:
                                                   config.export, version, config.modality)
                 for split in export.SPLITS}
     splits = {split: f.result() for split, f in exported.items()}
-    written = [layout.version(version, s["path"]) for split in splits.values() for s in split["shards"]]
+    names = [s["path"] for split in splits.values() for s in split["shards"]]
+    written = [layout.version(version, name) for name in names]
     exported_rows = sum(s["rows"] for s in splits.values())
     counts["export"] = StageCounts(counts["dedup"].kept, exported_rows)
     try:
-        gate_results.append(run_gate("export", store, paths, written, config))
+        gate_results.append(run_gate("export", store, paths, written, names, config))
     except gates.GateFailed:
         store.remove(*layout.version(version))  # never leave an unpublished version's shards or index behind
         store.remove(*layout.index(version))
@@ -133,16 +135,17 @@ def curate_once(config: PipelineConfig) -> dict:
     return summary
 
 
-def run_gate(gate: str, store: Store, paths: RunPaths, shard_parts: list[tuple[str, ...]],
+def run_gate(gate: str, store: Store, paths: RunPaths, shard_parts: list[tuple[str, ...]], names: list[str],
              config: PipelineConfig) -> dict:
-    """Validate every shard against the gate's suite, save the report, publish artifacts, apply the policy."""
+    """Validate every shard (at `shard_parts`, called `names`) against the gate's suite, save the report,
+    publish artifacts, apply the policy."""
     policy = getattr(config.gates, gate)
     if policy == "off":
         return {"gate": gate, "policy": "off", "success": True, "expectations": []}
     suite = gates.load_suite(gate, config.modality, config.gates.suites_dir, config.redacted())
     docs = paths.gate(gate)
     futures = stages.validate_shard.map(unmapped(store), shard_parts, unmapped(gate),
-                                        ["/".join(p[2:]) for p in shard_parts], unmapped(suite), unmapped(docs))
+                                        names, unmapped(suite), unmapped(docs))
     result = gates.aggregate(gate, suite, [f.result() for f in futures], policy)
     store.write_json(result, *paths.gate_result(gate))
     store.write_bytes(gates.docs_index(result).encode(), *docs, "index.html")
