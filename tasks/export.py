@@ -114,10 +114,16 @@ def export_split(store: Store, inputs: list[tuple[str, ...]], split: str, settin
     return {"rows": sum(s["rows"] for s in shards), "shards": shards, "stats": stats, "schema": schema}
 
 
+DERIVED = ("mean", "std")  # of a {count, sum, sumsq} entry: recomputed after every merge, never added
+
+
 def add_stats(a: dict, b: dict) -> dict:
-    """Additive statistics merged: numbers add, lists add element by element, dicts merge key by key."""
-    out = dict(a)
+    """Additive statistics merged: numbers add, lists add element by element, dicts merge key by key; an
+    entry with count, sum and sumsq (per-channel moments) gets its mean and std."""
+    out = {k: v for k, v in a.items() if k not in DERIVED}
     for key, value in b.items():
+        if key in DERIVED:
+            continue
         if key not in out:
             out[key] = value
         elif isinstance(value, dict):
@@ -126,6 +132,10 @@ def add_stats(a: dict, b: dict) -> dict:
             out[key] = [x + y for x, y in zip(out[key], value)]
         else:
             out[key] = out[key] + value
+    if {"count", "sum", "sumsq"} <= out.keys() and out["count"]:
+        mean = np.asarray(out["sum"], dtype=np.float64) / out["count"]
+        std = np.sqrt(np.maximum(np.asarray(out["sumsq"], dtype=np.float64) / out["count"] - mean ** 2, 0))
+        out["mean"], out["std"] = np.round(mean, 4).tolist(), np.round(std, 4).tolist()
     return out
 
 

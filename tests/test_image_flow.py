@@ -134,6 +134,8 @@ def test_exported_shards_load_in_datasets_as_pictures_of_the_target_size(image_r
     manifest = json.loads((out / "versions" / "v1" / "manifest.json").read_text())
     assert manifest["modality"] == "image" and manifest["pixels"]["count"] == 128 * 128 * summary["documents"]
     assert manifest["source_formats"] == {"PNG": 11, "JPEG": 25} and manifest["sizes"] == {"128-255": 36}
+    assert len(manifest["pixels"]["mean"]) == len(manifest["pixels"]["std"]) == 3
+    assert all(0.2 < m < 0.8 for m in manifest["pixels"]["mean"]) and all(0.1 < s < 0.5 for s in manifest["pixels"]["std"])
     report = (out / "versions" / "v1" / "report.html").read_text()
     assert report.count('src="data:image/jpeg;base64,') >= 10
     card = (out / "versions" / "v1" / "README.md").read_text()

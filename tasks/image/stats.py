@@ -44,12 +44,9 @@ def of_table(table: pa.Table) -> dict:
 
 
 def normalize(manifest: dict) -> tuple[list[float], list[float]] | None:
+    """Per-channel mean and std of the exported pixels, as the manifest records them."""
     pixels = manifest.get("pixels") or {}
-    if not pixels.get("count"):
-        return None
-    mean = np.asarray(pixels["sum"]) / pixels["count"]
-    std = np.sqrt(np.maximum(np.asarray(pixels["sumsq"]) / pixels["count"] - mean ** 2, 0))
-    return [round(float(m), 4) for m in mean], [round(float(s), 4) for s in std]
+    return (pixels["mean"], pixels["std"]) if "mean" in pixels else None
 
 
 def ordered(counts: dict, bins: tuple) -> list[tuple[str, int]]:
