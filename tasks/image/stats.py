@@ -13,6 +13,7 @@ import pyarrow as pa
 from PIL import Image
 
 from tasks.export import load_snippet
+from tasks.image.decode import normalised
 from tasks.report import bar_chart
 
 SIDE_EDGES = (0, 64, 128, 256, 512, 1024, 2048, 4096)  # pixels, the longer side
@@ -86,8 +87,6 @@ train = train.with_transform(lambda batch: {{"pixels": [to_tensor(im) for im in 
 
 def thumbnail(data: bytes) -> str:
     """A small inline JPEG of a picture, or a note where it does not decode."""
-    from tasks.image.decode import normalised
-
     try:
         image = normalised(data)
     except Exception as e:  # a report shows what it can
