@@ -40,7 +40,9 @@ class Source(Settings):
     uri: str = Field(description="fsspec URL or glob: data/*.jsonl.gz, s3://bucket/raw/**/*.parquet, https://...")
     format: Format = Field("auto", description="auto infers it from the extension: a table (.jsonl[.gz|.zst], "
                                                ".parquet, .csv) or a file of the modality's own kind")
-    id_field: str | None = Field(None, description="field holding the source's own id; else a hash of URI and position")
+    id_field: str | None = Field(None, description="field holding the source's own id; else a hash of the source's "
+                                                   "place in the list, the file's path under the source's folder "
+                                                   "and the record's position, the same wherever the data is mounted")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for this source")
 
     def payload_fields(self) -> list[str]:
@@ -67,6 +69,7 @@ class InputFile:
     compression: str | None
     source: int  # index into the config's sources
     stamp: str = ""  # ETag or modification time: tells a changed file from a seen one without reading it
+    key: str = ""    # the path under the source's folder: what names the file wherever the data is mounted
 
 
 @dataclass(frozen=True)
@@ -118,12 +121,20 @@ def discover(sources: list[Source], modality: Modality) -> list[InputFile]:
         infos = [info for info in infos if info.get("type", "file") != "directory"]
         if not infos:
             raise SourceError(f"source {i} ({src.uri}): matched no files")
+        root = static_root(path)
         for info in infos:
             name = info["name"]
             url = name if "://" in name else protocol + name if protocol else name
             fmt, compression = infer_format(url, src.format, modality.file_format, modality.file_extensions)
-            files.append(InputFile(url, int(info.get("size") or 0), fmt, compression, i, file_stamp(info)))
+            key = posixpath.relpath(name, root) if root else posixpath.basename(name)
+            files.append(InputFile(url, int(info.get("size") or 0), fmt, compression, i, file_stamp(info), key))
     return files
+
+
+def static_root(path: str) -> str:
+    """The folder of a source path before its first glob character (a single file's own folder)."""
+    glob_at = min((path.find(c) for c in "*?[" if c in path), default=len(path))
+    return posixpath.dirname(path[:glob_at])
 
 
 def file_stamp(info: dict) -> str:
@@ -307,8 +318,10 @@ def read_file(file: InputFile, source: Source, batch_rows: int, digest) -> Itera
         hashing.drain()
 
 
-def make_id(url: str, position: int) -> str:
-    return hashlib.sha1(f"{url}#{position}".encode()).hexdigest()[:20]
+def make_id(file: InputFile, position: int) -> str:
+    """An id from where the record is inside its source, not from the absolute URL: moving the collection to
+    another disk or bucket keeps every id, and so every split."""
+    return hashlib.sha1(f"{file.source}:{file.key or file.url}#{position}".encode()).hexdigest()[:20]
 
 
 def record_id(obj: dict, source: Source) -> str | None | Malformed:
@@ -378,7 +391,7 @@ def collect_unit(files: list[InputFile], sources: list[Source], settings: Collec
             position = line - 1
             consumed = {WHOLE_FILE, source.id_field, *source.payload_fields()}
             meta = {k: v for k, v in obj.items() if k not in consumed}
-            writer.add({"id": rid or make_id(file.url, position), "source": file.url, "source_index": position,
+            writer.add({"id": rid or make_id(file, position), "source": file.url, "source_index": position,
                         "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str), **columns},
                        payload_bytes)
             kept += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from tasks.modality import Modality
 from tasks.records import Settings
 from tasks.stage_table import markdown_tables
 from tasks.storage import Store, shard_name
+from tasks.webdataset import tar_shard
 
 SPLITS = ("train", "validation", "test")
 
@@ -44,6 +46,9 @@ class ExportSettings(Settings):
     shard_rows: int = Field(100_000, ge=1, description="maximum rows per exported shard")
     shard_bytes: int = Field(128 * 2**20, ge=1024, description="target bytes per exported shard")
     splits: SplitSettings = SplitSettings()
+    format: Literal["parquet", "webdataset"] = Field(
+        "parquet", description="webdataset: a WebDataset tar beside each Parquet shard, with the same rows (the "
+                               "manifest, the gates and later versions read the Parquet)")
 
     @property
     def row_group_rows(self) -> int | None:
@@ -94,6 +99,10 @@ def export_split(store: Store, inputs: list[tuple[str, ...]], split: str, settin
         schema = schema_of(table.schema)
         info = store.write_table(table, *layout.version(out, split, name), row_group_size=settings.row_group_rows)
         shards.append({"path": f"{split}/{name}", "rows": rows, **info})
+        if settings.format == "webdataset":
+            tar = name.replace(".parquet", ".tar")
+            store.write_bytes(tar_shard(table, modality.text_column), *layout.version(out, split, tar))
+            shards[-1]["webdataset"] = f"{split}/{tar}"
         buffer, rows, size = [], 0, 0
 
     for parts in inputs:
@@ -193,7 +202,7 @@ def dataset_card(manifest: dict, noun: str, modality_part: str) -> str:
 {markdown_tables(manifest["stages"], "## ", noun)}
 
 {modality_part}
-
+{webdataset_part(manifest)}
 ## Quality gates
 | gate | policy | result |
 |---|---|---|
@@ -201,6 +210,23 @@ def dataset_card(manifest: dict, noun: str, modality_part: str) -> str:
 
 ## Schema
 {chr(10).join(f"- `{f['name']}`: {f['type']}" for f in manifest['schema'])}
+"""
+
+
+def webdataset_part(manifest: dict) -> str:
+    """How to stream the WebDataset tars, when the version has them."""
+    if not any("webdataset" in s for split in manifest["splits"].values() for s in split["shards"]):
+        return ""
+    return """## WebDataset
+Each Parquet shard has a WebDataset tar beside it with the same rows: per sample `<key>.<ext>` for the media,
+`.txt` for the text or caption and `.json` for every other column (the record `id` among them).
+```python
+from datasets import load_dataset
+
+tars = [posixpath.join(versions, s["version"], s["webdataset"])
+        for s in manifest["splits"]["train"]["shards"] if "webdataset" in s]  # the same `versions` as above
+train = load_dataset("webdataset", data_files=tars, split="train", streaming=True)
+```
 """
 
 

@@ -18,6 +18,7 @@ class Modality:
     noun: str                       # what its records are called in cards and reports: documents, images
     schema: pa.Schema               # collect's record columns: the shared ones plus the payload
     features: dict                  # Hugging Face `datasets` features of exported columns (e.g. an Image)
+    text_column: str | None         # the text that goes with a record (the document, a caption): WebDataset's .txt
     # the config sections this modality reads (each a pydantic model, subclassing the shared one)
     source: type                    # a source: where its files are and which fields hold what
     collect: type

@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from tasks.collect import CollectSettings, SourceError, collect_unit, discover, infer_format, make_id, plan_units
+from tasks.collect import (CollectSettings, InputFile, SourceError, collect_unit, discover, infer_format, make_id,
+                           plan_units)
 from tasks.layout import RunPaths
 from tasks.storage import Store
 from tasks.text import TEXT, TextSource as Source
@@ -47,7 +48,6 @@ def test_discover_names_a_source_that_matches_nothing(tmp_path):
 
 
 def test_plan_units_groups_small_files_and_keeps_big_ones_alone(tmp_path):
-    from tasks.collect import InputFile
     files = [InputFile(f"f{i}", size, "jsonl", None, 0) for i, size in enumerate([10, 10, 100, 5, 5])]
     assert [[f.url for f in u] for u in plan_units(files, 50)] == [["f0", "f1"], ["f2"], ["f3", "f4"]]
 
@@ -63,12 +63,17 @@ def test_jsonl_fields_ids_and_meta(tmp_path):
     assert [json.loads(m) for m in table["meta"].to_pylist()] == [{"lang": "en"}, {"tags": [1, 2]}]
 
 
-def test_ids_without_id_field_hash_source_and_position(tmp_path):
-    (tmp_path / "a.jsonl").write_text('{"text": "a"}\n{"text": "b"}\n')
-    _, table, _ = run_collect(tmp_path, "a.jsonl")
-    url = str(tmp_path / "a.jsonl")
-    assert table["id"].to_pylist() == [make_id(url, 0), make_id(url, 1)]
-    assert len(set(table["id"].to_pylist())) == 2
+def test_ids_without_id_field_hash_the_place_under_the_source_not_the_mount(tmp_path):
+    """The same collection at two mount points gets the same ids (and so the same splits); the id is
+    sha1("<source index>:<path under the source folder>#<record position>")[:20]."""
+    ids = []
+    for mount in ("disk-a", "elsewhere/disk-b"):
+        (tmp_path / mount / "2024").mkdir(parents=True)
+        (tmp_path / mount / "2024" / "a.jsonl").write_text('{"text": "a"}\n{"text": "b"}\n')
+        _, table, _ = run_collect(tmp_path, f"{mount}/*/*.jsonl")
+        ids.append(table["id"].to_pylist())
+    assert ids[0] == ids[1] == ["dfe0e098ca2fd0714f49", "33127a860483072ababe"]
+    assert make_id(InputFile("s3://b/x/2024/a.jsonl", 1, "jsonl", None, 0, key="2024/a.jsonl"), 1) == ids[0][1]
 
 
 def test_malformed_jsonl_is_quarantined_with_line_and_error(tmp_path):

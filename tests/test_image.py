@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import tarfile
 
 import numpy as np
 import pyarrow as pa
@@ -166,6 +167,26 @@ def test_prepare_export_reencodes_and_records_sizes():
     assert (row["width"], row["height"], row["format"], row["original_width"], row["source_format"]) == (
         64, 64, "WEBP", 400, "PNG")
     assert Image.open(io.BytesIO(row["image"]["bytes"])).format == "WEBP" and row["image"]["path"] == "p.webp"
+
+
+def test_webdataset_shards_hold_the_parquet_rows_and_load_in_datasets(tmp_path):
+    from datasets import load_dataset
+
+    from tasks.export import export_split
+
+    store = Store(str(tmp_path))
+    table = records({"a": encoded(scene(300, 200)), "b": encoded(scene(200, 300, seed=1))}, {"a": "a red cup"})
+    store.write_table(table, "in", "part-00000.parquet")
+    settings = ImageExportSettings(format="webdataset", size=64, splits={"train": 1, "validation": 0, "test": 0})
+    result = export_split(store, [("in", "part-00000.parquet")], "train", settings, "v1", IMAGE)
+    assert result["shards"][0]["webdataset"] == "train/part-00000.tar"
+    with tarfile.open(tmp_path / "versions/v1/train/part-00000.tar") as tar:
+        assert tar.getnames() == ["000000.jpg", "000000.txt", "000000.json", "000001.jpg", "000001.txt",
+                                 "000001.json"]
+        assert json.load(tar.extractfile("000001.json"))["id"] == "b"
+    loaded = load_dataset("webdataset", data_files=str(tmp_path / "versions/v1/train/*.tar"), split="train")
+    assert [row["json"]["id"] for row in loaded] == ["a", "b"]
+    assert loaded[0]["jpg"].size == (64, 64) and loaded[0]["txt"] == "a red cup" and loaded[1]["txt"] == ""
 
 
 def test_nsfw_score_comes_from_the_model_in_the_wheel():

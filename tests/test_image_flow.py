@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pyarrow.dataset as ds
 import pytest
+from PIL import Image
 
 from conftest import ROOT
 from flows.config import PipelineConfig
@@ -28,21 +31,23 @@ def read(paths):
     return ds.dataset([str(p) for p in paths], format="parquet").to_table()
 
 
+def image_config(tmp: Path, **extra) -> dict:
+    """The shared pictures plus the made ones, small shards, thresholds for small pictures, 128 px crops."""
+    return {"modality": "image",
+            "sources": [{"uri": str(IMAGES / "*")}, {"uri": str(tmp / "made" / "*")}],
+            "output": str(tmp / "out"),
+            "collect": {"shard_rows": 25, "max_pixels": 5_000_000},
+            "preprocess": {"min_side": {"min_side": 16}, "aspect_ratio": {"max_ratio": 8},
+                           "blur": {"min_laplacian_var": 0.5}},
+            "export": {"version": "v1", "resize_mode": "center_crop", "size": 128, "upscale": True,
+                       "splits": {"train": 0.8, "validation": 0.1, "test": 0.1}}, **extra}
+
+
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("images")
     copies = make_image_examples.make(IMAGES, tmp / "made")
-    config = PipelineConfig.model_validate({
-        "modality": "image",
-        "sources": [{"uri": str(IMAGES / "*")}, {"uri": str(tmp / "made" / "*")}],
-        "output": str(tmp / "out"),
-        "collect": {"shard_rows": 25, "max_pixels": 5_000_000},
-        "preprocess": {"min_side": {"min_side": 16}, "aspect_ratio": {"max_ratio": 8},
-                       "blur": {"min_laplacian_var": 0.5}},
-        "export": {"version": "v1", "resize_mode": "center_crop", "size": 128, "upscale": True,
-                   "splits": {"train": 0.8, "validation": 0.1, "test": 0.1}},
-    })
-    return run_pipeline(config), tmp / "out", copies
+    return run_pipeline(PipelineConfig.model_validate(image_config(tmp))), tmp / "out", copies
 
 
 def groups(copies: dict[str, str]) -> dict[str, str]:
@@ -60,7 +65,7 @@ def test_counts_per_stage_and_rule(image_run):
         "preprocess": {"in": 70, "kept": 62, "rejected": {"image.blank": 7, "image.min_side": 1}, "quarantined": 0},
         "dedup": {"in": 62, "kept": 36, "rejected": {"dedup.near": 18, "dedup.exact": 8}, "quarantined": 0},
         "export": {"in": 36, "kept": 36, "rejected": {}, "quarantined": 0}}
-    assert summary["splits"] == {"train": 33, "validation": 1, "test": 2}
+    assert summary["splits"] == {"train": 32, "validation": 2, "test": 2}
     assert summary["gates"] == {"raw": True, "clean": True, "dedup": True, "export": True}
 
 
@@ -140,3 +145,34 @@ def test_exported_shards_load_in_datasets_as_pictures_of_the_target_size(image_r
     assert report.count('src="data:image/jpeg;base64,') >= 10
     card = (out / "versions" / "v1" / "README.md").read_text()
     assert "transforms.Normalize(mean=[" in card and 'load_dataset("parquet", data_files=files' in card
+
+
+def test_an_incremental_run_takes_new_files_only_and_drops_copies_of_published_pictures(image_run, tmp_path):
+    summary, first_out, _ = image_run
+    tmp = first_out.parent
+    out = tmp_path / "out"
+    shutil.copytree(first_out, out)
+    exported = read((first_out / "versions" / "v1").glob("*/*.parquet")).sort_by("id").to_pylist()
+    lossless, resized = (Image.open(row["source"]) for row in exported[:2])
+    (tmp_path / "incoming").mkdir()
+    lossless.save(tmp_path / "incoming" / "lossless.png")  # the same pixels as a published picture
+    resized.resize((resized.width * 3 // 4, resized.height * 3 // 4)).convert("RGB").save(
+        tmp_path / "incoming" / "smaller.jpg", quality=80)
+    rng = np.random.default_rng(7)
+    blocks = np.kron(rng.integers(0, 256, (12, 16, 3)), np.ones((16, 16, 1))).astype(np.uint8)
+    Image.fromarray(blocks, "RGB").save(tmp_path / "incoming" / "fresh.png")
+    config = image_config(tmp, incremental=True, output=str(out))
+    config["sources"].append({"uri": str(tmp_path / "incoming" / "*")})
+    config["export"] |= {"version": "v2", "format": "webdataset"}
+
+    second = run_pipeline(PipelineConfig.model_validate(config))
+    assert second["stages"]["collect"]["in"] == 3  # the ledger holds every file of the first run
+    assert second["stages"]["dedup"] == {"in": 3, "kept": 1, "quarantined": 0,
+                                         "rejected": {"dedup.exact": 1, "dedup.near": 1}}
+    removed = read((out / "runs" / second["run_id"] / "dedup" / "_rejected").glob("*.parquet")).to_pylist()
+    assert sorted((Path(r["source"]).name, r["duplicate_of"]) for r in removed) == [
+        ("lossless.png", exported[0]["id"]), ("smaller.jpg", exported[1]["id"])]
+    manifest = json.loads((out / "versions" / "v2" / "manifest.json").read_text())
+    assert (manifest["base_version"], manifest["documents"]) == ("v1", summary["documents"] + 1)
+    own = [s for split in manifest["splits"].values() for s in split["shards"] if s["version"] == "v2"]
+    assert len(own) == 1 and (out / "versions" / "v2" / own[0]["webdataset"]).is_file()

@@ -92,7 +92,8 @@ def to_payload(obj: dict, source: ImageSource, url: str, settings: ImageCollectS
 
 
 IMAGE = Modality(
-    name="image", noun="images", schema=SCHEMA, features=FEATURES, source=ImageSource, collect=ImageCollectSettings,
+    name="image", noun="images", schema=SCHEMA, features=FEATURES, text_column="caption",
+    source=ImageSource, collect=ImageCollectSettings,
     preprocess=ImagePreprocessSettings, dedup=ImageDedupSettings, export=ImageExportSettings,
     file_format="image", file_extensions=None, to_payload=to_payload, preprocess_shard=preprocess,
     prepare_export=prepare_export, stats=stats.of_table, charts=stats.charts, card=stats.card, example=stats.example,

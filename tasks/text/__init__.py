@@ -45,7 +45,7 @@ def to_payload(obj: dict, source: TextSource, url: str, settings: CollectSetting
 
 
 TEXT = Modality(
-    name="text", noun="documents", schema=SCHEMA, features={}, source=TextSource, collect=CollectSettings, preprocess=PreprocessSettings,
+    name="text", noun="documents", schema=SCHEMA, features={}, text_column="text", source=TextSource, collect=CollectSettings, preprocess=PreprocessSettings,
     dedup=TextDedupSettings, export=ExportSettings, file_format="txt", file_extensions=frozenset({".txt", ".md"}),
     to_payload=to_payload, preprocess_shard=preprocess, prepare_export=as_is,
     stats=stats.of_table, charts=stats.charts, card=stats.card, example=stats.example,
