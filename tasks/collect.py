@@ -28,7 +28,7 @@ from tasks.modality import Modality
 from tasks.records import QUARANTINE_SCHEMA, Settings, StageCounts
 from tasks.storage import Store, filesystem, shard_name
 
-Format = Literal["auto", "jsonl", "parquet", "csv", "txt", "image"]
+Format = Literal["auto", "jsonl", "parquet", "csv", "txt", "image", "audio"]
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2", ".xz": "xz"}
 TABLE_EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet",
                     ".csv": "csv"}
@@ -259,6 +259,43 @@ def read_whole(f, url: str) -> Iterator[tuple[int, dict | Malformed]]:
 
 
 WHOLE_FILE = "__file__"  # the key under which `read_whole` hands over a file's bytes and URL
+
+
+def read_reference(ref: str, table_url: str, storage_options: dict) -> bytes:
+    """The bytes of a file a table names, relative to the table's own folder unless absolute or a URL."""
+    url = ref if "://" in ref or ref.startswith("/") else posixpath.join(posixpath.dirname(table_url), ref)
+    fs, path = filesystem(url, storage_options)
+    with fs.open(path, "rb") as f:
+        return f.read()
+
+
+def media_bytes(obj: dict, field: str, url: str, source: Source, noun: str) -> tuple[bytes, str] | Malformed:
+    """(bytes, where they came from) of a media record: a whole file, or a table row's `field` holding a path,
+    a URL, bytes or a {bytes, path} struct. `noun` names the medium in errors (picture, audio file)."""
+    if WHOLE_FILE in obj:
+        return obj[WHOLE_FILE]["bytes"], url
+    if obj.get(field) in (None, ""):
+        return Malformed(f"missing {noun} field '{field}' (fields: {', '.join(sorted(obj)) or 'none'})")
+    value, where = obj[field], url
+    if isinstance(value, dict):
+        value, where = value.get("bytes") or value.get("path"), value.get("path") or url
+    if isinstance(value, str):
+        where = value
+        try:
+            value = read_reference(value, url, source.storage_options)
+        except (OSError, ValueError) as e:
+            return Malformed(f"cannot read {noun} {value}: {type(e).__name__}: {e}", value)
+    if not isinstance(value, (bytes, bytearray)):
+        return Malformed(f"{noun} field '{field}' is {type(value).__name__}, expected a path, URL or bytes")
+    return bytes(value), where
+
+
+def optional_text(obj: dict, field: str | None) -> str | None | Malformed:
+    """A table row's text field (caption, transcript, speaker...), None without one."""
+    value = obj.get(field) if field else None
+    if value is not None and not isinstance(value, str):
+        return Malformed(f"field '{field}' is {type(value).__name__}, expected a string")
+    return value
 
 
 class HashingReader:

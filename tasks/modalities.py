@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from tasks.audio import AUDIO
 from tasks.image import IMAGE
 from tasks.modality import Modality
 from tasks.text import TEXT
 
-MODALITIES: dict[str, Modality] = {m.name: m for m in (TEXT, IMAGE)}
+MODALITIES: dict[str, Modality] = {m.name: m for m in (TEXT, IMAGE, AUDIO)}
 NAMES = tuple(MODALITIES)
 
 

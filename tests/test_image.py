@@ -212,7 +212,7 @@ def test_collect_reads_pictures_named_by_a_table_with_captions(tmp_path):
     assert row["image"]["path"] == "pics/one.png"
     bad = pq.read_table(tmp_path / "out/runs/r/collect/_quarantine/part-00000.parquet").to_pylist()
     assert [(b["line"], b["error"].split(":")[0]) for b in bad] == [
-        (2, "cannot read picture pics/missing.png"), (3, "missing image field 'file' (fields")]
+        (2, "cannot read picture pics/missing.png"), (3, "missing picture field 'file' (fields")]
 
 
 def test_gates_see_metadata_only():

@@ -6,12 +6,10 @@ nearly (`dedup`), export resizes and re-encodes them (`export`); `stats` feeds m
 
 from __future__ import annotations
 
-import posixpath
-
 import pyarrow as pa
 from pydantic import Field
 
-from tasks.collect import WHOLE_FILE, CollectSettings, Malformed, Source
+from tasks.collect import CollectSettings, Malformed, Source, media_bytes, optional_text
 from tasks.image import stats
 from tasks.image.decode import Undecodable, probe
 from tasks.image.dedup import ImageDedupSettings
@@ -19,7 +17,6 @@ from tasks.image.export import ImageExportSettings, prepare_export
 from tasks.image.preprocess import ImagePreprocessSettings, preprocess
 from tasks.modality import Modality
 from tasks.records import BASE_FIELDS, MEDIA_TYPE
-from tasks.storage import filesystem
 
 SCHEMA = pa.schema([
     BASE_FIELDS[0],
@@ -55,40 +52,19 @@ class ImageCollectSettings(CollectSettings):
         return self.row_group
 
 
-def read_reference(ref: str, table_url: str, source: ImageSource) -> bytes:
-    """The bytes of a picture a table names, relative to the table's own folder unless absolute."""
-    url = ref if "://" in ref or ref.startswith("/") else posixpath.join(posixpath.dirname(table_url), ref)
-    fs, path = filesystem(url, source.storage_options)
-    with fs.open(path, "rb") as f:
-        return f.read()
-
-
 def to_payload(obj: dict, source: ImageSource, url: str, settings: ImageCollectSettings):
     """The picture of a whole file or of a table row, with what Pillow reads of it once fully decoded."""
-    if WHOLE_FILE in obj:
-        value, where = obj[WHOLE_FILE]["bytes"], url
-    elif source.image_field not in obj or obj[source.image_field] in (None, ""):
-        return Malformed(f"missing image field '{source.image_field}' (fields: {', '.join(sorted(obj)) or 'none'})")
-    else:
-        value, where = obj[source.image_field], url
-    if isinstance(value, dict):
-        value, where = value.get("bytes") or value.get("path"), value.get("path") or url
-    if isinstance(value, str):
-        where = value
-        try:
-            value = read_reference(value, url, source)
-        except (OSError, ValueError) as e:
-            return Malformed(f"cannot read picture {value}: {type(e).__name__}: {e}", value)
-    if not isinstance(value, (bytes, bytearray)):
-        return Malformed(f"image field '{source.image_field}' is {type(value).__name__}, expected a path, URL or bytes")
-    caption = obj.get(source.caption_field) if source.caption_field else None
-    if caption is not None and not isinstance(caption, str):
-        return Malformed(f"caption field '{source.caption_field}' is {type(caption).__name__}, expected a string")
+    media = media_bytes(obj, source.image_field, url, source, "picture")
+    caption = optional_text(obj, source.caption_field)
+    for bad in (media, caption):
+        if isinstance(bad, Malformed):
+            return bad
+    value, where = media
     try:
-        info = probe(bytes(value), settings.max_pixels)
+        info = probe(value, settings.max_pixels)
     except Undecodable as e:
         return Malformed(str(e), where)
-    return {"image": {"bytes": bytes(value), "path": where}, **info, "bytes_size": len(value), "caption": caption}, len(value)
+    return {"image": {"bytes": value, "path": where}, **info, "bytes_size": len(value), "caption": caption}, len(value)
 
 
 IMAGE = Modality(
