@@ -53,7 +53,7 @@ class AudioDedupSettings(DedupSettings):
         n = table.num_rows
         signatures = signature_matrix(table["fingerprint"])
         valid, packed = fingerprint.unpack(signatures)
-        bits = np.unpackbits(packed[:, REGION], axis=2).reshape(n, -1)
+        bits = np.unpackbits(packed[:, REGION], axis=2).reshape(n, 32 * 32)
         positions = band_positions(self.bands, self.band_bits, self.seed)
         weights = np.uint64(1) << np.arange(self.band_bits, dtype=np.uint64)
         values = (bits[:, positions].astype(np.uint64) * weights).sum(axis=2, dtype=np.uint64)
