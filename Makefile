@@ -25,6 +25,8 @@ demo: $(STAMP)
 	$(BIN)/curate run examples/quickstart.yaml
 	rm -rf examples/out-images
 	$(BIN)/curate run examples/quickstart-images.yaml
+	rm -rf examples/out-audio
+	$(BIN)/curate run examples/quickstart-audio.yaml
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
@@ -39,4 +41,4 @@ lock: $(STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^curate' > constraints.txt
 
 clean:
-	rm -rf $(VENV) examples/out examples/out-images .pytest_cache
+	rm -rf $(VENV) examples/out examples/out-images examples/out-audio .pytest_cache

@@ -47,8 +47,9 @@ class SpeechSettings(Settings):
 
 class NarrowbandSettings(Settings):
     enabled: bool = True
-    min_rate: int = Field(16_000, ge=1_000, description="reject clips with no energy above 0.45 x this rate: "
+    min_rate: int = Field(16_000, ge=1_000, description="reject clips with (almost) no energy above 0.45 x this rate: "
                                                         "audio band-limited below what a recording at it holds")
+    min_db: float = Field(-80.0, le=0, description="'almost no': the share of energy above the cutoff, in dB")
 
 
 class LoudnessSettings(Settings):
@@ -144,7 +145,7 @@ def convert(data: bytes, name: str, settings: AudioPreprocessSettings) -> dict:
         "clipping_share": signal.clipping_share(samples),
         "silence_share": signal.silence_share(mono, rate, settings.silence.threshold_db),
         "speech_fraction": signal.speech_fraction(analysis) if settings.speech.enabled else None,
-        "bandwidth_hz": signal.bandwidth_hz(mono, rate),
+        "high_band_db": signal.high_band_db(mono, rate, 0.45 * settings.narrowband.min_rate),
         "loudness_db": level, "loudness_method": method, "gain_db": gain_db,
         "pcm_hash": pcm_hash(analysis), "fingerprint": fingerprint.signature(analysis),
     }
@@ -152,7 +153,7 @@ def convert(data: bytes, name: str, settings: AudioPreprocessSettings) -> dict:
 
 SIGNAL_TYPES = {"audio": MEDIA_TYPE, "sample_rate": pa.int32(), "channels": pa.int32(),
                 "original_sample_rate": pa.int32(), "original_channels": pa.int32(), "clipping_share": pa.float32(),
-                "silence_share": pa.float32(), "speech_fraction": pa.float32(), "bandwidth_hz": pa.float32(),
+                "silence_share": pa.float32(), "speech_fraction": pa.float32(), "high_band_db": pa.float32(),
                 "loudness_db": pa.float32(), "loudness_method": pa.string(), "gain_db": pa.float32(),
                 "pcm_hash": pa.binary(16), "fingerprint": pa.binary(fingerprint.WIDTH)}
 
@@ -189,9 +190,10 @@ def filter_signals(table: pa.Table, settings: AudioPreprocessSettings) -> tuple[
         checks.append(Check("audio.speech", speech < settings.speech.min_fraction, np.round(speech, 3),
                             f"< {settings.speech.min_fraction:g}"))
     if settings.narrowband.enabled:
-        limit = 0.45 * settings.narrowband.min_rate
-        band = column("bandwidth_hz")
-        checks.append(Check("audio.narrowband", band < limit, np.round(band).astype(np.int64), f"< {limit:g} Hz"))
+        n = settings.narrowband
+        high = column("high_band_db")
+        checks.append(Check("audio.narrowband", high < n.min_db, np.round(high, 1),
+                            f"< {n.min_db:g} dB of the energy above {0.45 * n.min_rate:g} Hz"))
     return split_by_checks(table, checks)
 
 

@@ -3,8 +3,8 @@
 Anchors: silence as the share of 20 ms frames below -50 dBFS; clipping as the share of samples at full
 scale; loudness as ITU-R BS.1770 integrated loudness (pyloudnorm), or RMS dBFS for clips shorter than its
 400 ms gating block; speech as the share of 32 ms windows Silero VAD scores as voice; bandwidth as the
-highest frequency whose average power is within 90 dB of the strongest (a clip upsampled from 8 kHz stops
-at 4 kHz, however high its sample rate).
+share of the energy above a cutoff (speech that went through 8 kHz has about -90 dB above 7.2 kHz however
+high its sample rate; recorded speech and music have -25 to -65 dB there).
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ FULL_SCALE = 0.999           # |sample| at or above: clipped
 SILENCE_FRAME_S = 0.02
 VAD_RATE = 16_000
 LOUDNESS_MIN_S = 0.4         # BS.1770's gating block
-BANDWIDTH_FRAME = 2048
-BANDWIDTH_FLOOR_DB = 90.0  # about the 16-bit noise floor: what is below is no content
+BAND_FRAME = 2048
 
 
 def db(x: np.ndarray | float) -> np.ndarray | float:
@@ -76,12 +75,11 @@ def speech_fraction(mono16k: np.ndarray, threshold: float = 0.5) -> float:
     return float(np.mean(np.asarray(scores) >= threshold)) if scores else 0.0
 
 
-def bandwidth_hz(mono: np.ndarray, rate: int) -> float:
-    """Highest frequency whose average power is within BANDWIDTH_FLOOR_DB of the strongest frequency."""
-    if len(mono) < BANDWIDTH_FRAME:
-        mono = np.pad(mono, (0, BANDWIDTH_FRAME - len(mono)))
-    frames = np.lib.stride_tricks.sliding_window_view(mono, BANDWIDTH_FRAME)[::BANDWIDTH_FRAME // 2]
-    power = (np.abs(np.fft.rfft(frames * np.hanning(BANDWIDTH_FRAME), axis=1)) ** 2).mean(axis=0)
-    level = 10 * np.log10(power + 1e-20)
-    above = np.nonzero(level >= level.max() - BANDWIDTH_FLOOR_DB)[0]
-    return float(above[-1] * rate / BANDWIDTH_FRAME)
+def high_band_db(mono: np.ndarray, rate: int, cutoff_hz: float) -> float:
+    """Share of the energy above `cutoff_hz`, in dB (-200 where there is none, or the rate cannot hold it)."""
+    if len(mono) < BAND_FRAME:
+        mono = np.pad(mono, (0, BAND_FRAME - len(mono)))
+    frames = np.lib.stride_tricks.sliding_window_view(mono, BAND_FRAME)[::BAND_FRAME // 2]
+    power = (np.abs(np.fft.rfft(frames * np.hanning(BAND_FRAME), axis=1)) ** 2).mean(axis=0)
+    high = power[np.fft.rfftfreq(BAND_FRAME, 1 / rate) >= cutoff_hz].sum()
+    return float(max(-200.0, 10 * np.log10(high / power.sum()))) if high > 0 and power.sum() > 0 else -200.0
