@@ -9,41 +9,20 @@ from __future__ import annotations
 
 import io
 import sys
-import time
-from pathlib import Path
 
-import pyarrow as pa
+from media import SHARED, records, timed
 from PIL import Image
 
-from tasks.collect import WHOLE_FILE
 from tasks.dedup import sketch_shard
-from tasks.image import IMAGE, ImageCollectSettings, ImageSource
+from tasks.image import IMAGE
 from tasks.image.dedup import ImageDedupSettings
 from tasks.image.preprocess import ImagePreprocessSettings, preprocess
 
-IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "images"
-
-
-def records() -> pa.Table:
-    """The shared pictures as collect makes them (ids, bytes, sizes), the undecodable left out."""
-    rows = []
-    for i, path in enumerate(sorted(IMAGES.iterdir())):
-        payload = IMAGE.to_payload({WHOLE_FILE: {"bytes": path.read_bytes(), "path": str(path)}},
-                                   ImageSource(uri=str(path)), str(path), ImageCollectSettings())
-        if isinstance(payload, tuple):
-            rows.append({"id": f"p{i}", "source": str(path), "source_index": 0, "meta": "{}", **payload[0]})
-    return pa.Table.from_pylist(rows, schema=IMAGE.schema)
-
-
-def timed(step, rounds: int) -> float:
-    started = time.perf_counter()
-    for _ in range(rounds):
-        step()
-    return (time.perf_counter() - started) / rounds
+IMAGES = SHARED / "images"
 
 
 def main(rounds: int) -> None:
-    table = records()
+    table = records(IMAGE, IMAGES)
     n, megapixels = table.num_rows, sum(w * h for w, h in zip(table["width"].to_pylist(), table["height"].to_pylist())) / 1e6
     blobs = [im["bytes"] for im in table["image"].to_pylist()]
     # every rule on every picture: no rule drops a row before the decode
