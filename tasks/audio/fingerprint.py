@@ -36,35 +36,35 @@ def band_matrix() -> np.ndarray:
     return ((freqs[:, None] >= edges[None, :-1]) & (freqs[:, None] < edges[None, 1:])).astype(np.float32)
 
 
-def frame_bits(mono: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """((frames, 32) bool fingerprint bits, (frames,) frame energy in dB) of a mono signal at RATE."""
-    if len(mono) < FRAME + HOP:
-        mono = np.pad(mono, (0, FRAME + HOP - len(mono)))
-    frames = np.lib.stride_tricks.sliding_window_view(mono.astype(np.float32), FRAME)[::HOP]
+def band_bits(frames: np.ndarray) -> np.ndarray:
+    """(len(frames) - 1, 32) bool: for each frame after the first, the fingerprint bits against the one before."""
     power = np.abs(np.fft.rfft(frames * np.hanning(FRAME).astype(np.float32), axis=1)) ** 2
     energy = power @ band_matrix()                                    # (frames, BANDS)
     diff = energy[:, :-1] - energy[:, 1:]                             # neighbouring bands
-    bits = (diff[1:] - diff[:-1]) > 0                                 # against the frame before
-    level = 10 * np.log10(energy.sum(axis=1)[1:] + 1e-12)
-    return bits, level
+    return (diff[1:] - diff[:-1]) > 0                                 # against the frame before
 
 
-def anchor(level: np.ndarray) -> int:
-    """The frame at the loudest moment (energy averaged over SMOOTH frames, so one click is no peak)."""
-    power = 10 ** (level / 10)
-    smooth = np.convolve(power, np.ones(SMOOTH) / SMOOTH, mode="same")
-    return int(np.argmax(smooth))
+def anchor(mono: np.ndarray, frames: int) -> int:
+    """The frame at the loudest moment: frame energy (from running sums, no FFT) averaged over SMOOTH
+    frames, so one click is no peak; frame 0 has no bits and is never the anchor."""
+    squares = np.concatenate([[0.0], np.cumsum(mono.astype(np.float64) ** 2)])
+    starts = np.arange(frames) * HOP
+    smooth = np.convolve(squares[starts + FRAME] - squares[starts], np.ones(SMOOTH) / SMOOTH, mode="same")
+    return int(np.argmax(smooth[1:])) + 1
 
 
 def signature(mono: np.ndarray) -> bytes:
     """WIDTH bytes: the first and end frame that hold audio, then the packed bits of FRAMES frames starting
-    BEFORE frames ahead of the anchor (frames outside the clip are zero and not valid)."""
-    bits, level = frame_bits(mono)
-    start = anchor(level) - BEFORE
-    first, end = max(0, -start), min(FRAMES, len(bits) - start)
+    BEFORE frames ahead of the anchor (frames outside the clip are zero and not valid). Only those frames
+    are transformed, so the cost per clip does not grow with its length."""
+    if len(mono) < FRAME + HOP:
+        mono = np.pad(mono, (0, FRAME + HOP - len(mono)))
+    windows = np.lib.stride_tricks.sliding_window_view(mono.astype(np.float32), FRAME)[::HOP]
+    start = anchor(mono, len(windows)) - BEFORE
+    lo, hi = max(1, start), min(len(windows), start + FRAMES)
     packed = np.zeros((FRAMES, 4), dtype=np.uint8)
-    packed[first:end] = np.packbits(bits[start + first:start + end], axis=1)
-    return np.array([first, end], dtype=np.uint16).tobytes() + packed.tobytes()
+    packed[lo - start:hi - start] = np.packbits(band_bits(windows[lo - 1:hi]), axis=1)
+    return np.array([lo - start, hi - start], dtype=np.uint16).tobytes() + packed.tobytes()
 
 
 def unpack(signatures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
