@@ -92,8 +92,9 @@ def test_signal_measures_on_known_signals():
     assert method == "lufs" and abs(level - -3.01) < 0.05  # BS.1770's calibration: a full-scale 997 Hz sine
     level, method = signal.loudness(tone(0.2, 48_000, 997, 0.5), 48_000)
     assert method == "rms_dbfs" and round(level, 2) == -9.03  # 20 log10(0.5 / sqrt 2)
-    assert round(signal.normalise_gain(-13.0, 0.5, -23.0, -1.0), 2) == -10.0
-    assert round(signal.normalise_gain(-40.0, 0.5, -23.0, -1.0), 2) == 5.02  # the peak limit wins
+    assert round(signal.normalise_gain(-13.0, 0.5, -23.0, -1.0, 20.0), 2) == -10.0
+    assert round(signal.normalise_gain(-40.0, 0.5, -23.0, -1.0, 20.0), 2) == 5.02  # the peak limit wins
+    assert round(signal.normalise_gain(-70.0, 0.001, -23.0, -1.0, 20.0), 2) == 20.0  # a quiet clip: at most +20 dB
     wide, narrow = noise(1.0), signal.resample(noise(1.0, 8_000), 8_000, 48_000)
     assert abs(signal.high_band_db(wide, 48_000, 7_200) - 10 * np.log10(16.8 / 24)) < 0.05  # white: 70% above 7.2 kHz
     assert signal.high_band_db(narrow, 48_000, 7_200) < -100 and signal.high_band_db(wide, 8_000, 7_200) == -200
@@ -172,6 +173,19 @@ def test_audio_dedup_matches_pcm_exactly_and_transcodes_nearly_and_keeps_the_lar
     assert sorted(zip(removed["id"].to_pylist(), removed["rule"].to_pylist(), removed["duplicate_of"].to_pylist())) == [
         ("flac", "dedup.exact", "original"), ("quieter", "dedup.near", "original"),
         ("resampled", "dedup.near", "original")]
+
+
+def test_a_later_run_drops_copies_of_published_clips():
+    ge = (CLIPS / "klettres_ru_alpha_ge.ogg").read_bytes()
+    samples, rate = sf.read(io.BytesIO(ge), dtype="float32", always_2d=True)
+    first, _ = preprocess(records({"ge": ge, "c": (CLIPS / "klettres_hu_alpha_c.ogg").read_bytes()}),
+                          AudioPreprocessSettings())
+    _, published, _ = dedup_tables([first], AudioDedupSettings())
+    later, _ = preprocess(records({"ge-22k": encoded(signal.resample(samples, rate, 22_050), 22_050),
+                                   "sit": (CLIPS / "klettres_en_syllab_sit.ogg").read_bytes()}), AudioPreprocessSettings())
+    ((kept, removed),), _, _ = dedup_tables([later], AudioDedupSettings(), published=published)
+    assert kept["id"].to_pylist() == ["sit"]
+    assert list(zip(removed["id"].to_pylist(), removed["duplicate_of"].to_pylist())) == [("ge-22k", "ge")]
 
 
 def test_log_mel_has_the_configured_shape_and_mel_filters_cover_the_band():

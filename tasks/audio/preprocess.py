@@ -56,6 +56,7 @@ class LoudnessSettings(Settings):
     enabled: bool = Field(True, description="normalise every clip's loudness (ITU BS.1770, pyloudnorm)")
     target_lufs: float = Field(-23.0, le=0, description="EBU R128's programme level")
     peak_db: float = Field(-1.0, le=0, description="the gain never takes the peak above this (dBFS)")
+    max_gain_db: float = Field(20.0, ge=0, description="a quiet clip is raised by at most this much (its noise too)")
 
 
 class TranscriptSettings(Settings):
@@ -135,8 +136,9 @@ def convert(data: bytes, name: str, settings: AudioPreprocessSettings) -> dict:
     out = signal.resample(out, rate, settings.target_rate)
     level, method = signal.loudness(out.mean(axis=1), settings.target_rate)
     peak = float(np.abs(out).max())
-    gain_db = (signal.normalise_gain(level, peak, settings.loudness.target_lufs, settings.loudness.peak_db)
-               if settings.loudness.enabled and peak > 0 else 0.0)
+    loud = settings.loudness
+    gain_db = (signal.normalise_gain(level, peak, loud.target_lufs, loud.peak_db, loud.max_gain_db)
+               if loud.enabled and peak > 0 else 0.0)
     out = np.clip(out * 10 ** (gain_db / 20), -1, 1)
     return {
         "audio": {"bytes": flac(out, settings.target_rate), "path": name},

@@ -53,9 +53,10 @@ def loudness(mono: np.ndarray, rate: int) -> tuple[float, str]:
     return float(db(np.sqrt(np.mean(mono.astype(np.float64) ** 2)))), "rms_dbfs"
 
 
-def normalise_gain(level: float, peak: float, target: float, peak_limit_db: float) -> float:
-    """Gain in dB that brings `level` to `target` without taking the peak above `peak_limit_db` dBFS."""
-    return float(min(target - level, peak_limit_db - db(peak)))
+def normalise_gain(level: float, peak: float, target: float, peak_limit_db: float, max_gain_db: float) -> float:
+    """Gain in dB that brings `level` to `target` without taking the peak above `peak_limit_db` dBFS, nor
+    raising a quiet clip (its noise with it) by more than `max_gain_db`."""
+    return float(min(target - level, peak_limit_db - db(peak), max_gain_db))
 
 
 @lru_cache(maxsize=1)
