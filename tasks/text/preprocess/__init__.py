@@ -36,7 +36,7 @@ def preprocess(table: pa.Table, settings: PreprocessSettings) -> tuple[pa.Table,
                                  (settings.gopher_quality, filter_gopher_quality),
                                  (settings.gopher_repetition, filter_gopher_repetition),
                                  (settings.c4, filter_c4)):
-        if rule_settings.enabled:
+        if rule_settings.enabled and table.num_rows:  # a rule never sees an empty table
             table, rej = apply(table, rule_settings)
             rejected.append(rej)
     return redact_pii(table, settings.pii), concat(rejected)
