@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Any, Iterator, Literal
@@ -200,10 +201,14 @@ def read_jsonl(f) -> Iterator[tuple[int, dict | Malformed]]:
             except json.JSONDecodeError as e:
                 yield line, Malformed(f"invalid JSON: {e.msg} (column {e.colno})", preview(text))
                 continue
+            except RecursionError:
+                yield line, Malformed("JSON nested too deep to parse (beyond Python's recursion limit)", preview(text))
+                continue
             if not isinstance(obj, dict):
                 yield line, Malformed(f"expected a JSON object, got {type(obj).__name__}", preview(text))
                 continue
-            yield line, obj
+            surrogate = lone_surrogate(text, obj)
+            yield line, Malformed(surrogate, preview(text)) if surrogate else obj
     except (EOFError, OSError, zlib.error) as e:
         yield line + 1, Malformed(f"truncated or corrupt compressed stream after line {line}: {e}")
     except Exception as e:  # zstandard raises its own ZstdError
@@ -212,12 +217,31 @@ def read_jsonl(f) -> Iterator[tuple[int, dict | Malformed]]:
         yield line + 1, Malformed(f"truncated or corrupt compressed stream after line {line}: {e}")
 
 
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def lone_surrogate(text: str, obj: dict) -> str | None:
+    """Why a parsed line cannot become UTF-8 text: JSON may escape half of a surrogate pair (\\ud800), which
+    Python parses into a string no UTF-8 writer accepts. Only lines with such an escape are checked."""
+    if not SURROGATE_ESCAPE.search(text):
+        return None
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"a lone UTF-16 surrogate {e.object[e.start]!r} in a string: not encodable as UTF-8"
+    return None
+
+
 def read_parquet(f, batch_rows: int) -> Iterator[tuple[int, dict | Malformed]]:
     row = 0
-    for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows):
-        for obj in batch.to_pylist():
-            row += 1
-            yield row, obj
+    try:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows):
+            for obj in batch.to_pylist():
+                row += 1
+                yield row, obj
+    except (pa.ArrowException, OSError) as e:
+        where = "not a Parquet file" if row == 0 else f"unreadable after row {row}, the rest of the file was not read"
+        yield row + 1, Malformed(f"{where}: {e}")
 
 
 def read_csv(f, batch_rows: int) -> Iterator[tuple[int, dict | Malformed]]:

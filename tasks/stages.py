@@ -12,7 +12,17 @@ from tasks.layout import RunPaths
 from tasks.records import StageCounts
 from tasks.storage import Store
 
-IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10])
+PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+
+
+def transient(task, task_run, state) -> bool:
+    """Prefect's retry condition: retry I/O and network errors, which may go away; an error the data or the
+    code causes would fail the same way again, so it fails the task at once."""
+    error = state.data
+    return isinstance(error, (OSError, TimeoutError)) and not isinstance(error, PERMANENT)
+
+
+IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient)
 
 
 @task(name="collect", task_run_name="collect unit {unit} ({n_files} files)", **IO_RETRIES)

@@ -178,3 +178,30 @@ def test_http_source_on_a_loopback_server(tmp_path):
         assert table["source"].to_pylist() == [url, url]
     finally:
         server.shutdown()
+
+
+def test_hostile_lines_are_quarantined_and_the_rest_of_the_file_is_read(tmp_path):
+    """Before: a 1,100-deep line raised RecursionError, a lone surrogate an empty UnicodeEncodeError when the
+    shard was written, a text file named .parquet ArrowInvalid; each failed the run after three retries."""
+    deep = '{"text": ' + "[" * 1100 + "]" * 1100 + "}"
+    (tmp_path / "a.jsonl").write_text("\n".join(['{"text": "first"}', deep, '{"text": "half \\ud800 of a pair"}',
+                                                 '{"text": "a whole pair \\ud83d\\ude00"}', '{"text": "last"}']) + "\n")
+    (tmp_path / "b.parquet").write_text('{"text": "I am JSON"}\n')
+    counts, table, bad = run_collect(tmp_path, "[ab].*")
+    assert (counts["in"], counts["kept"], counts["quarantined"]) == (6, 3, 3)
+    assert table["text"].to_pylist() == ["first", "a whole pair \U0001F600", "last"]
+    assert [(b["source"].rsplit("/", 1)[1], b["line"], b["error"]) for b in bad] == [
+        ("a.jsonl", 2, "JSON nested too deep to parse (beyond Python's recursion limit)"),
+        ("a.jsonl", 3, "a lone UTF-16 surrogate '\\ud800' in a string: not encodable as UTF-8"),
+        ("b.parquet", 1, "not a Parquet file: Parquet magic bytes not found in footer. Either the file is corrupted "
+                         "or this is not a parquet file.")]
+
+
+def test_only_errors_that_may_go_away_are_retried():
+    from prefect.states import Failed
+
+    from tasks.stages import transient
+
+    assert [transient(None, None, Failed(data=e)) for e in (
+        ConnectionResetError(), TimeoutError(), OSError("503 Slow Down"), FileNotFoundError(), PermissionError(),
+        ValueError("bad input"), RecursionError())] == [True, True, True, False, False, False, False]
