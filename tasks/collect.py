@@ -10,6 +10,7 @@ file, line and error, and reading goes on.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import posixpath
@@ -19,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Literal
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from fsspec.compression import compr
 from pydantic import Field
@@ -244,32 +244,48 @@ def read_parquet(f, batch_rows: int) -> Iterator[tuple[int, dict | Malformed]]:
         yield row + 1, Malformed(f"{where}: {e}")
 
 
-def read_csv(f, batch_rows: int) -> Iterator[tuple[int, dict | Malformed]]:
-    bad: list[tuple[int, Malformed]] = []
+def read_csv(f) -> Iterator[tuple[int, dict | Malformed]]:
+    """Rows of a CSV file with a header line, with Python's csv module over the streamed lines. Values stay
+    text: no type is guessed from the first rows (one odd value later would end the file). A row with an
+    invalid byte or the wrong number of fields costs that row only. Line numbers are physical: a quoted
+    value with line breaks advances them."""
+    invalid: dict[int, int] = {}  # line -> byte offset of its first invalid UTF-8 byte
 
-    def on_invalid(row) -> str:
-        bad.append((row.number or 0, Malformed(
-            f"expected {row.expected_columns} columns, got {row.actual_columns}", preview(row.text))))
-        return "skip"
+    def text_lines():
+        for number, raw in enumerate(iter_lines(f), 1):
+            try:
+                yield raw.decode("utf-8") + "\n"
+            except UnicodeDecodeError as e:
+                invalid[number] = e.start
+                yield raw.decode("utf-8", errors="replace") + "\n"
 
-    reader = pacsv.open_csv(
-        f, parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
-        read_options=pacsv.ReadOptions(block_size=1 << 22))
-    record = 1  # line 1 is the header
+    reader = csv.reader(text_lines())
+    try:
+        names = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as e:
+        yield 1, Malformed(f"unreadable CSV header, the file was not read: {e}")
+        return
+    end = reader.line_num
     while True:
         try:
-            batch = reader.read_next_batch()
+            values = next(reader)
         except StopIteration:
-            break
-        except pa.ArrowInvalid as e:
-            yield record + 1, Malformed(f"unreadable from here on, the rest of the file was not read: {e}")
-            break
-        yield from bad
-        bad.clear()
-        for obj in batch.to_pylist():
-            record += 1
-            yield record, obj
-    yield from bad
+            return
+        except csv.Error as e:
+            yield end + 1, Malformed(f"unreadable CSV from here on, the rest of the file was not read: {e}")
+            return
+        start, end = end + 1, reader.line_num
+        if not values:  # a blank line
+            continue
+        bad_line = next((n for n in range(start, end + 1) if n in invalid), None)
+        if bad_line is not None:
+            yield start, Malformed(f"invalid UTF-8 at byte {invalid[bad_line]} of line {bad_line}", preview(",".join(values)))
+        elif len(values) != len(names):
+            yield start, Malformed(f"expected {len(names)} columns, got {len(values)}", preview(",".join(values)))
+        else:
+            yield start, dict(zip(names, values))
 
 
 def read_whole(f, url: str) -> Iterator[tuple[int, dict | Malformed]]:
@@ -373,7 +389,7 @@ def read_file(file: InputFile, source: Source, batch_rows: int, digest) -> Itera
         if file.format == "jsonl":
             yield from read_jsonl(f)
         elif file.format == "csv":
-            yield from read_csv(f, batch_rows)
+            yield from read_csv(f)
         else:
             yield from read_whole(f, file.url)
         hashing.drain()

@@ -205,3 +205,21 @@ def test_only_errors_that_may_go_away_are_retried():
     assert [transient(None, None, Failed(data=e)) for e in (
         ConnectionResetError(), TimeoutError(), OSError("503 Slow Down"), FileNotFoundError(), PermissionError(),
         ValueError("bad input"), RecursionError())] == [True, True, True, False, False, False, False]
+
+
+def test_csv_columns_are_text_and_a_bad_row_costs_only_itself(tmp_path):
+    """Before: numeric ids over the first 4 MB block made one later id 'x-1' end the file (the rest counted
+    nowhere), and one invalid byte quarantined every row of its batch."""
+    rows = [f'{i},"document {i} {"w" * 60}"' for i in range(70_000)]  # about 5 MB: more than one block
+    rows[69_990] = 'x-1,"an id that is not a number"'
+    (tmp_path / "big.csv").write_text("id,text\n" + "\n".join(rows) + "\n")
+    counts, table, bad = run_collect(tmp_path, "big.csv", id_field="id", settings=CollectSettings(shard_rows=100_000))
+    assert (counts["in"], counts["kept"], counts["quarantined"]) == (70_000, 70_000, 0)
+    assert table["id"][69_990].as_py() == "x-1" and table["id"][0].as_py() == "0"
+
+    (tmp_path / "small.csv").write_bytes(b'id,text\n1,"two\nlines"\n2,bad \xff byte\n3,fine\n4,x,extra\n5,last\n')
+    counts, table, bad = run_collect(tmp_path, "small.csv", id_field="id")
+    assert table["id"].to_pylist() == ["1", "3", "5"] and table["text"][0].as_py() == "two\nlines"
+    assert table["source_index"].to_pylist() == [1, 4, 6]  # 0-based physical lines: the first record spans two
+    assert [(b["line"], b["error"]) for b in bad] == [(4, "invalid UTF-8 at byte 6 of line 4"),
+                                                      (6, "expected 2 columns, got 3")]
