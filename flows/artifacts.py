@@ -3,7 +3,7 @@ summary and the link to the run report. Rendering only."""
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from tasks import modalities
+from tasks import gates, modalities
 from tasks.stage_table import markdown_tables
 
 
@@ -16,7 +16,7 @@ def gate_rows(result: dict) -> list[dict]:
 def gate_markdown(result: dict, docs_url: str) -> str:
     rows = "\n".join(f"| {r['expectation']} | {r['column']} | {r['rows']} | {r['unexpected']} | "
                      f"{'pass' if r['result'] == 'pass' else '**FAIL**'} |" for r in gate_rows(result))
-    status = "passed" if result["success"] else "FAILED"
+    status = gates.status(result)
     return (f"### Gate `{result['gate']}` {status} (policy {result['policy']})\n\n"
             f"| expectation | column | rows | unexpected | result |\n|---|---|---|---|---|\n{rows}\n\n"
             f"Data Docs: {docs_url}\n")

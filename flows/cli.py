@@ -32,7 +32,8 @@ def summary_table(summary: dict, seconds: float) -> str:
                 f"source files were ingested already{latest}")
     noun = modalities.get(summary.get("modality", "text")).noun
     lines = [f"run {summary['run_id']} finished in {seconds:.1f} s", "", text_tables(summary["stages"], noun)]
-    lines += ["", "gates: " + ", ".join(f"{g} {'passed' if ok else 'FAILED (warn)'}" for g, ok in summary["gates"].items()),
+    lines += ["", "gates: " + ", ".join(f"{g} {'off' if ok is None else 'passed' if ok else 'FAILED (warn)'}"
+                                        for g, ok in summary["gates"].items()),
               "splits: " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()),
               f"published: {summary['published']} ({summary['documents']} {noun}"
               + (f", {sum(summary['splits'].values())} added on top of {summary['base_version']})"

@@ -56,6 +56,9 @@ class PipelineConfig(Settings):
     incremental: bool = Field(False, description=(
         "recurring ingest: take only source files no published version took (the ledger), dedup them against "
         "every published version, and publish a version that adds them to the latest one"))
+    allow_empty: bool = Field(False, description=(
+        "publish even when a source yields only quarantined records or nothing is left to publish; otherwise "
+        "such a run fails and says which source and why (a field name typo, say)"))
     collect: _either("collect") = TEXT.collect()
     preprocess: _either("preprocess") = TEXT.preprocess()
     dedup: _either("dedup") = TEXT.dedup()

@@ -26,6 +26,10 @@ class VersionExists(Exception):
     """The configured version name is taken: published versions are immutable."""
 
 
+class NothingToPublish(Exception):
+    """A source yielded no record, or no record is left to publish (and `allow_empty` is not set)."""
+
+
 def run_name() -> str:
     """`web-en: incremental ingest, 2026-11-22 03:00 UTC`: what a person scans for in the runs list."""
     config = run_config()
@@ -38,7 +42,7 @@ def curate(config: PipelineConfig) -> dict:
     """Curate the configured sources into a published, gated dataset version; returns the run summary."""
     try:
         summary = curate_once(config)
-    except (gates.GateFailed, VersionExists) as stop:
+    except (gates.GateFailed, VersionExists, NothingToPublish) as stop:
         # An expected stop: the Failed state carries the reason to the UI and the caller (as FailedRun),
         # without an engine traceback.
         return Failed(message=str(stop))
@@ -75,6 +79,9 @@ def curate_once(config: PipelineConfig) -> dict:
         units, unmapped(config.sources), unmapped(config.collect), unmapped(config.modality), unmapped(store),
         unmapped(paths), range(len(units)), [len(u) for u in units])]
     counts["collect"] = StageCounts.total(c.counts for c in collected)
+    barren = [] if config.allow_empty else collect.barren_sources(files, collected, config.sources)
+    if barren:
+        raise NothingToPublish("; ".join(barren) + " (set allow_empty: true to publish without them)")
     shards = [s["name"] for c in collected for s in c.shards]
     gate_results.append(run_gate("raw", store, paths, [paths.stage("collect", s) for s in shards], shards, config))
 
@@ -92,6 +99,10 @@ def curate_once(config: PipelineConfig) -> dict:
         store.remove(*layout.index(version))
         raise
 
+    if not counts["dedup"].kept and not config.allow_empty:
+        store.remove(*layout.index(version))
+        raise NothingToPublish(f"nothing to publish: every record was removed ({counts_line(counts)}); "
+                               "set allow_empty: true to publish an empty version")
     exported = {split: stages.export_split.submit(store, [paths.stage("dedup", s) for s in shards], split,
                                                   config.export, version, config.modality)
                 for split in export.SPLITS}
@@ -135,13 +146,17 @@ def curate_once(config: PipelineConfig) -> dict:
     return summary
 
 
+def counts_line(counts: dict[str, StageCounts]) -> str:
+    return ", ".join(f"{stage}: {c.entered} in, {c.kept} kept" for stage, c in counts.items())
+
+
 def run_gate(gate: str, store: Store, paths: RunPaths, shard_parts: list[tuple[str, ...]], names: list[str],
              config: PipelineConfig) -> dict:
     """Validate every shard (at `shard_parts`, called `names`) against the gate's suite, save the report,
     publish artifacts, apply the policy."""
     policy = getattr(config.gates, gate)
     if policy == "off":
-        return {"gate": gate, "policy": "off", "success": True, "expectations": []}
+        return {"gate": gate, "policy": "off", "success": None, "expectations": []}
     suite = gates.load_suite(gate, config.modality, config.gates.suites_dir, config.redacted())
     docs = paths.gate(gate)
     futures = stages.validate_shard.map(unmapped(store), shard_parts, unmapped(gate),

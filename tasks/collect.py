@@ -16,7 +16,7 @@ import json
 import posixpath
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal
 
 import pyarrow as pa
@@ -444,6 +444,22 @@ class Collected:
     counts: StageCounts
     shards: list[dict]  # name and rows of each shard written
     files: list[dict]   # per source file: uri, bytes, stamp, sha256, records, quarantined (the ledger's rows)
+    first_errors: dict[str, str] = field(default_factory=dict)  # file URI -> its first quarantine, with the line
+
+
+def barren_sources(files: list[InputFile], collected: list[Collected], sources: list[Source]) -> list[str]:
+    """Why each source that yielded files but no record is barren: a typo in a field name quarantines every
+    row, and a run must not publish without that source and say nothing."""
+    records = {stats["uri"]: stats["records"] for c in collected for stats in c.files}
+    errors = {uri: error for c in collected for uri, error in c.first_errors.items()}
+    problems = []
+    for i, source in enumerate(sources):
+        mine = [f.url for f in files if f.source == i]
+        if mine and not any(records.get(url) for url in mine):
+            example = next((f"{url} {errors[url]}" for url in mine if url in errors), "the files hold no record")
+            problems.append(f"source {i} ({source.uri}): {len(mine)} files, no record could be read; "
+                            f"first problem: {example}")
+    return problems
 
 
 def collect_unit(files: list[InputFile], sources: list[Source], settings: CollectSettings, modality: Modality,
@@ -451,7 +467,7 @@ def collect_unit(files: list[InputFile], sources: list[Source], settings: Collec
     """Read the files of one unit into collect shards of the run; returns counts, shard list and per-file stats."""
     writer = ShardWriter(store, paths, unit, settings, modality.schema)
     quarantine: dict[str, list] = {name: [] for name in QUARANTINE_SCHEMA.names}
-    per_file = []
+    per_file, first_errors = [], {}
     for file in files:
         source = sources[file.source]
         kept = bad = 0
@@ -462,6 +478,7 @@ def collect_unit(files: list[InputFile], sources: list[Source], settings: Collec
             if isinstance(payload, Malformed):
                 for name, value in zip(QUARANTINE_SCHEMA.names, (file.url, payload.line or line, payload.error, payload.raw)):
                     quarantine[name].append(value)
+                first_errors.setdefault(file.url, f"line {payload.line or line}: {payload.error}")
                 bad += 1
                 continue
             columns, payload_bytes = payload
@@ -479,4 +496,4 @@ def collect_unit(files: list[InputFile], sources: list[Source], settings: Collec
     if n_bad:
         store.write_table(pa.table(quarantine, schema=QUARANTINE_SCHEMA), *paths.quarantine(shard_name(unit)))
     n_kept = sum(s["rows"] for s in writer.shards)
-    return Collected(StageCounts(n_kept + n_bad, n_kept, {}, n_bad), writer.shards, per_file)
+    return Collected(StageCounts(n_kept + n_bad, n_kept, {}, n_bad), writer.shards, per_file, first_errors)

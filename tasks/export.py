@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from tasks import layout
+from tasks.gates import status as gate_status
 from tasks.modality import Modality
 from tasks.records import Settings
 from tasks.stage_table import markdown_tables
@@ -187,7 +188,7 @@ def dataset_card(manifest: dict, noun: str, modality_part: str) -> str:
     lineage = (f"{added} of them added by this version on top of `{manifest['base_version']}` (its shards stay in "
                "that version's folder and are listed in `manifest.json`)" if manifest.get("base_version")
                else "all in this version's folder")
-    gates = "\n".join(f"| {g['gate']} | {g['policy']} | {'passed' if g['success'] else 'FAILED'} |"
+    gates = "\n".join(f"| {g['gate']} | {g['policy']} | {gate_status(g)} |"
                       for g in manifest["gates"])
     return f"""# {manifest['name']} ({manifest['version']})
 

@@ -31,16 +31,31 @@ def load_suite(gate: str, modality: str, suites_dir: str | None = None, config: 
     """The gate's suite: `<suites_dir>/<gate>.json`, by default the project's `expectations/<modality>/`.
 
     A string value `${dotted.key}` in an expectation's kwargs is replaced by that key of `config`, so a
-    suite can check what the run was configured to produce (e.g. `${preprocess.min_side.min_side}`).
+    suite can check what the run was configured to produce (e.g. `${preprocess.min_side.min_side}`). An
+    expectation whose `meta.requires` names a config switch that is off (`preprocess.language.enabled`) is
+    left out, and the suite's `skipped` list says which and why: a disabled rule produces no column to check.
     """
     path = (Path(suites_dir) if suites_dir else DEFAULT_SUITES / modality) / f"{gate}.json"
     try:
         suite = json.loads(path.read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"no expectation suite for gate '{gate}': {path} does not exist") from None
+    kept, suite["skipped"] = [], []
     for spec in suite["expectations"]:
+        requires = spec.get("meta", {}).get("requires")
+        if requires and config is not None and not _config_value("${" + requires + "}", config, path):
+            suite["skipped"].append({"expectation": spec["type"], "column": spec.get("kwargs", {}).get("column"),
+                                     "reason": f"{requires} is off"})
+            continue
         spec["kwargs"] = {k: _config_value(v, config or {}, path) for k, v in spec.get("kwargs", {}).items()}
+        kept.append(spec)
+    suite["expectations"] = kept
     return suite
+
+
+def status(result: dict) -> str:
+    """How a gate reads in the card, report and CLI: passed, FAILED, or off (it ran nothing, it passed nothing)."""
+    return "off" if result.get("policy") == "off" else "passed" if result["success"] else "FAILED"
 
 
 def _config_value(value, config: dict, path: Path):
@@ -88,7 +103,7 @@ def _validator(suite: dict, shard: str, docs_dir: str):
     if _suites_loaded.get(name) != content:  # new, or edited since: a worker outlives runs and suite files
         if name in _suites_loaded:
             context.suites.delete(name)
-        context.suites.add(gx.ExpectationSuite(**suite))
+        context.suites.add(gx.ExpectationSuite(**{k: v for k, v in suite.items() if k != "skipped"}))
         _suites_loaded[name] = content
     gx_suite = context.suites.get(name)
     definition = context.validation_definitions.add(gx.ValidationDefinition(name=asset_name, data=batch, suite=gx_suite))
@@ -112,8 +127,15 @@ def metadata(table: pa.Table) -> pa.Table:
 
 def validate_shard(table: pa.Table, suite: dict, shard: str, store: Store | None = None,
                    docs_parts: tuple[str, ...] = ()) -> dict:
-    """Validate one shard's metadata; returns per-expectation counts. With `store`, uploads its Data Docs page."""
+    """Validate one shard's metadata; returns per-expectation counts. With `store`, uploads its Data Docs page.
+    An empty shard (every row rejected) lacks the columns later rules add; they are added empty, so each
+    expectation judges zero rows instead of failing on a missing column."""
     table = metadata(table)
+    if table.num_rows == 0:
+        for spec in suite["expectations"]:
+            column = spec.get("kwargs", {}).get("column")
+            if column and column not in table.column_names:
+                table = table.append_column(column, pa.nulls(0, pa.string()))
     with tempfile.TemporaryDirectory() as docs_dir:
         checkpoint, source, asset_name = _validator(suite, shard, docs_dir)
         try:
@@ -174,6 +196,7 @@ def aggregate(gate: str, suite: dict, shard_results: list[dict], policy: GatePol
         summary.append(entry)
     success = all(e["success"] for e in summary)
     return {"gate": gate, "suite": suite["name"], "policy": policy, "success": success,
+            "skipped": suite.get("skipped", []),
             "shards": len(shard_results), "rows": rows, "expectations": summary,
             "data_docs": [p for r in shard_results for p in r["data_docs"]]}
 
@@ -201,12 +224,13 @@ def docs_index(result: dict) -> str:
         f"<tr><td>{e['expectation']}</td><td>{e['column'] or ''}</td><td>{e['element_count']}</td>"
         f"<td>{'' if e['unexpected_count'] is None else e['unexpected_count']}</td>"
         f"<td>{'pass' if e['success'] else 'FAIL'}</td></tr>" for e in result["expectations"])
+    rows += "".join(f"<tr><td>{e['expectation']}</td><td>{e['column'] or ''}</td><td colspan=2></td>"
+                    f"<td>skipped: {e['reason']}</td></tr>" for e in result.get("skipped", []))
     links = "".join(f'<li><a href="{p}">{p.split("/")[-1]}</a></li>' for p in result["data_docs"])
-    status = "passed" if result["success"] else "FAILED"
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>gate {result['gate']}</title>"
             "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px 8px}"
             "table{border-collapse:collapse}</style></head><body>"
-            f"<h1>Gate {result['gate']}: {status}</h1><p>suite <b>{result['suite']}</b>, policy {result['policy']}, "
+            f"<h1>Gate {result['gate']}: {status(result)}</h1><p>suite <b>{result['suite']}</b>, policy {result['policy']}, "
             f"{result['rows']} rows in {result['shards']} shards</p><table><tr><th>expectation</th><th>column</th>"
             f"<th>rows</th><th>unexpected</th><th>result</th></tr>{rows}</table>"
             f"<h2>Great Expectations Data Docs per shard</h2><ul>{links}</ul></body></html>")

@@ -10,6 +10,7 @@ from html import escape
 
 import pyarrow.compute as pc
 
+from tasks.gates import status as gate_status
 from tasks.layout import RunPaths
 from tasks.stage_table import html_table
 from tasks.storage import Store
@@ -83,8 +84,8 @@ def render(manifest: dict, charts: list[str], noun: str = "documents", examples:
     clusters = sorted((int(size), n) for size, n in dedup.get("cluster_sizes", {}).items())
     split_rows = "".join(f"<tr><td>{escape(name)}</td><td>{s['rows']:,}</td><td>{s['added']:,}</td>"
                          f"<td>{len(s['shards'])}</td></tr>" for name, s in manifest["splits"].items())
-    gates = " ".join(f'<span class="{"pass" if g["success"] else "fail"}">{escape(g["gate"])}: '
-                     f'{"passed" if g["success"] else "FAILED"}</span>' for g in manifest["gates"])
+    gates = " ".join(f'<span class="{ {"passed": "pass", "FAILED": "fail", "off": "off"}[gate_status(g)] }">'
+                     f'{escape(g["gate"])}: {gate_status(g)}</span>' for g in manifest["gates"])
     base = f" on top of <b>{escape(manifest['base_version'])}</b>" if manifest.get("base_version") else ""
     charts = [*charts,
               bar_chart(f"{noun.capitalize()} removed per rule (this run)", rejections(stages), "#e15759",
@@ -104,7 +105,7 @@ svg text {{ font-size: 12px; fill: #222; }} .empty {{ color: #777; }}
 .sheet {{ display: flex; flex-wrap: wrap; gap: 8px; }} .ex {{ max-width: 220px; font-size: 12px; }}
 .ex img {{ display: block; max-width: 200px; max-height: 160px; border: 1px solid #ddd; }} .why {{ color: #c62828; margin: 2px 0; }}
 blockquote {{ margin: 0; padding: 4px 8px; background: #f6f6f6; white-space: pre-wrap; }}
-.pass {{ color: #1a7f37; margin-right: 1em; }} .fail {{ color: #c62828; font-weight: 700; margin-right: 1em; }}
+.pass {{ color: #1a7f37; margin-right: 1em; }} .off {{ color: #666; margin-right: 1em; }} .fail {{ color: #c62828; font-weight: 700; margin-right: 1em; }}
 </style></head><body>
 <h1>{escape(manifest['name'])} <small>{escape(manifest['version'])}</small></h1>
 <p>{manifest['documents']:,} {noun}{base}. Run <code>{escape(manifest['run_id'])}</code>, {escape(manifest['created'])},

@@ -84,3 +84,37 @@ def test_project_suites_load_and_name_their_gate():
         assert gates.load_suite(gate, "text")["name"] == gate
     with pytest.raises(FileNotFoundError, match="no expectation suite for gate 'nope'"):
         gates.load_suite("nope", "text")
+
+
+def test_suites_follow_the_configured_rules_and_empty_shards():
+    """Before: the clean suite failed on any config with language identification off (no `lang` column), on
+    a shard every row of which was rejected, and on fastText's lang_score of 1.0000222."""
+    import numpy as np
+
+    from flows.config import PipelineConfig
+    from tasks.text.preprocess.language import LanguageSettings, filter_language
+
+    off = PipelineConfig.model_validate({"sources": [{"uri": "x"}], "output": "o",
+                                         "preprocess": {"language": {"enabled": False}}}).redacted()
+    suite = gates.load_suite("clean", "text", config=off)
+    assert [e["kwargs"].get("column") for e in suite["expectations"]] == ["text"] * 4
+    assert suite["skipped"] == [
+        {"expectation": "expect_column_values_to_not_be_null", "column": "lang", "reason": "preprocess.language.enabled is off"},
+        {"expectation": "expect_column_values_to_be_between", "column": "lang_score",
+         "reason": "preprocess.language.enabled is off"}]
+    shard = gates.validate_shard(pa.table({"id": ["1"], "text": ["Some text."]}), suite, "a")
+    assert gates.aggregate("clean", suite, [shard], "fail")["skipped"] == suite["skipped"] and shard["success"]
+
+    full = gates.load_suite("clean", "text", config=PipelineConfig.model_validate(
+        {"sources": [{"uri": "x"}], "output": "o"}).redacted())
+    empty = gates.validate_shard(pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}), full, "e")
+    assert empty["success"] and [e["element_count"] for e in empty["expectations"]] == [0] * 6
+
+    kept, _ = filter_language(pa.table({"text": ["The river had been rising for three days."] * 2}),
+                              LanguageSettings(allowed=["en"]))
+    assert float(np.max(kept["lang_score"])) <= 1.0
+
+
+def test_a_gate_that_is_off_reads_off_not_passed():
+    assert [gates.status({"policy": p, "success": s}) for p, s in (("off", None), ("fail", True), ("warn", False))] == [
+        "off", "passed", "FAILED"]

@@ -140,6 +140,26 @@ def test_failing_gate_stops_the_flow_and_publishes_nothing(tmp_path):
     assert not any((tmp_path / "out" / "runs").glob("*/dedup"))  # stopped before the next stage
 
 
+def test_a_field_typo_or_an_empty_result_fails_instead_of_publishing(tmp_path):
+    """Before: a text_field typo published an empty version and moved LATEST to it."""
+    out = tmp_path / "out"
+    path = make_config(tmp_path, str(E2E / "*.jsonl*"), str(out))
+    data = yaml.safe_load(path.read_text())
+    data["sources"][0]["text_field"] = "txt"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(FailedRun, match=r"source 0 \(.*/e2e/\*\.jsonl\*\): 4 files, no record could be read; first "
+                                         r"problem: .*/e2e/\S+ line 1: missing text field 'txt' \(fields: .*\) "
+                                         r"\(set allow_empty: true to publish without them\)"):
+        run_pipeline(load_config(path))
+    data["sources"][0]["text_field"] = "text"
+    data["preprocess"]["length"] = {"min_chars": 1_000_000}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(FailedRun, match=r"nothing to publish: every record was removed \(collect: 131 in, 1\d\d kept, "
+                                         r"preprocess: 1\d\d in, 0 kept, dedup: 0 in, 0 kept\)"):
+        run_pipeline(load_config(path))
+    assert not (out / "LATEST").exists() and not (out / "versions").exists() and not any((out / "index").iterdir())
+
+
 def test_s3_sources_and_output_on_an_existing_dask_scheduler(tmp_path, s3):
     from distributed import LocalCluster
 

@@ -51,7 +51,7 @@ def identify(texts: list[str]) -> tuple[list[str], np.ndarray]:
 def filter_language(table: pa.Table, settings: LanguageSettings) -> tuple[pa.Table, pa.Table]:
     langs, scores = identify(table["text"].to_pylist())
     table = table.append_column("lang", pa.array(langs, pa.string())).append_column(
-        "lang_score", pa.array(scores, pa.float64()))
+        "lang_score", pa.array(np.clip(scores, 0.0, 1.0), pa.float64()))  # fastText gives 1.0000222 at times
     lang_arr = np.array(langs, dtype=object)
     checks = [Check("language.min_score", scores < settings.min_score,
                     np.array([f"{s:.2f} ({lang})" for s, lang in zip(scores, langs)], dtype=object),
