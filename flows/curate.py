@@ -42,7 +42,7 @@ def curate(config: PipelineConfig) -> dict:
     """Curate the configured sources into a published, gated dataset version; returns the run summary."""
     try:
         summary = curate_once(config)
-    except (gates.GateFailed, VersionExists, NothingToPublish) as stop:
+    except (gates.GateFailed, VersionExists, export.VersionClaimed, NothingToPublish) as stop:
         # An expected stop: the Failed state carries the reason to the UI and the caller (as FailedRun),
         # without an engine traceback.
         return Failed(message=str(stop))
@@ -70,80 +70,82 @@ def curate_once(config: PipelineConfig) -> dict:
     if store.exists(*layout.version(version, "manifest.json")):
         raise VersionExists(f"version {version!r} is already published at {store.url(*layout.version(version))}; "
                             "set export.version to a new name or leave it empty for a timestamp")
-    counts, gate_results = {}, []
+    with export.claimed(store, version, run_id):
+        counts, gate_results = {}, []
 
-    units = collect.plan_units(files, config.collect.unit_bytes)
-    logger.info("run %s: %d source files in %d collect tasks -> %s", run_id, len(files), len(units),
-                store.url(*paths.root))
-    collected = [f.result() for f in stages.collect_unit.map(
-        units, unmapped(config.sources), unmapped(config.collect), unmapped(config.modality), unmapped(store),
-        unmapped(paths), range(len(units)), [len(u) for u in units])]
-    counts["collect"] = StageCounts.total(c.counts for c in collected)
-    barren = [] if config.allow_empty else collect.barren_sources(files, collected, config.sources)
-    if barren:
-        raise NothingToPublish("; ".join(barren) + " (set allow_empty: true to publish without them)")
-    shards = [s["name"] for c in collected for s in c.shards]
-    gate_results.append(run_gate("raw", store, paths, [paths.stage("collect", s) for s in shards], shards, config))
+        units = collect.plan_units(files, config.collect.unit_bytes)
+        logger.info("run %s: %d source files in %d collect tasks -> %s", run_id, len(files), len(units),
+                    store.url(*paths.root))
+        collected = [f.result() for f in stages.collect_unit.map(
+            units, unmapped(config.sources), unmapped(config.collect), unmapped(config.modality), unmapped(store),
+            unmapped(paths), range(len(units)), [len(u) for u in units])]
+        counts["collect"] = StageCounts.total(c.counts for c in collected)
+        barren = [] if config.allow_empty else collect.barren_sources(files, collected, config.sources)
+        if barren:
+            raise NothingToPublish("; ".join(barren) + " (set allow_empty: true to publish without them)")
+        shards = [s["name"] for c in collected for s in c.shards]
+        gate_results.append(run_gate("raw", store, paths, [paths.stage("collect", s) for s in shards], shards, config))
 
-    counts["preprocess"] = StageCounts.total(f.result() for f in stages.preprocess_shard.map(
-        unmapped(store), unmapped(paths), shards, unmapped(config.modality), unmapped(config.preprocess)))
-    gate_results.append(run_gate("clean", store, paths, [paths.stage("preprocess", s) for s in shards], shards,
-                                 config))
+        counts["preprocess"] = StageCounts.total(f.result() for f in stages.preprocess_shard.map(
+            unmapped(store), unmapped(paths), shards, unmapped(config.modality), unmapped(config.preprocess)))
+        gate_results.append(run_gate("clean", store, paths, [paths.stage("preprocess", s) for s in shards], shards,
+                                     config))
 
-    counts["dedup"], clustering = deduplicate(store, paths, shards, version, counts["preprocess"].kept,
-                                              dedup_settings, stages.run_as_tasks)
-    logger.info("dedup: %s; %s", counts["dedup"], clustering)
-    try:
-        gate_results.append(run_gate("dedup", store, paths, [paths.stage("dedup", s) for s in shards], shards, config))
-    except gates.GateFailed:
-        store.remove(*layout.index(version))
-        raise
+        counts["dedup"], clustering = deduplicate(store, paths, shards, version, counts["preprocess"].kept,
+                                                  dedup_settings, stages.run_as_tasks)
+        logger.info("dedup: %s; %s", counts["dedup"], clustering)
+        try:
+            gate_results.append(run_gate("dedup", store, paths, [paths.stage("dedup", s) for s in shards], shards,
+                                         config))
+        except gates.GateFailed:
+            store.remove(*layout.index(version))
+            raise
 
-    if not counts["dedup"].kept and not config.allow_empty:
-        store.remove(*layout.index(version))
-        raise NothingToPublish(f"nothing to publish: every record was removed ({counts_line(counts)}); "
-                               "set allow_empty: true to publish an empty version")
-    exported = {split: stages.export_split.submit(store, [paths.stage("dedup", s) for s in shards], split,
-                                                  config.export, version, config.modality)
-                for split in export.SPLITS}
-    splits = {split: f.result() for split, f in exported.items()}
-    names = [s["path"] for split in splits.values() for s in split["shards"]]
-    written = [layout.version(version, name) for name in names]
-    exported_rows = sum(s["rows"] for s in splits.values())
-    counts["export"] = StageCounts(counts["dedup"].kept, exported_rows)
-    try:
-        gate_results.append(run_gate("export", store, paths, written, names, config))
-    except gates.GateFailed:
-        store.remove(*layout.version(version))  # never leave an unpublished version's shards or index behind
-        store.remove(*layout.index(version))
-        raise
+        if not counts["dedup"].kept and not config.allow_empty:
+            store.remove(*layout.index(version))
+            raise NothingToPublish(f"nothing to publish: every record was removed ({counts_line(counts)}); "
+                                   "set allow_empty: true to publish an empty version")
+        exported = {split: stages.export_split.submit(store, [paths.stage("dedup", s) for s in shards], split,
+                                                      config.export, version, config.modality)
+                    for split in export.SPLITS}
+        splits = {split: f.result() for split, f in exported.items()}
+        names = [s["path"] for split in splits.values() for s in split["shards"]]
+        written = [layout.version(version, name) for name in names]
+        exported_rows = sum(s["rows"] for s in splits.values())
+        counts["export"] = StageCounts(counts["dedup"].kept, exported_rows)
+        try:
+            gate_results.append(run_gate("export", store, paths, written, names, config))
+        except gates.GateFailed:
+            store.remove(*layout.version(version))  # never leave an unpublished version's shards or index behind
+            store.remove(*layout.index(version))
+            raise
 
-    stage_counts = {name: c.as_dict() for name, c in counts.items()}
-    sources = [f for c in collected for f in c.files]
-    manifest = {
-        "name": config.export.name, "version": version, "modality": config.modality, "run_id": run_id,
-        "created": started.isoformat(),
-        **export.describe_version(version, splits, base),
-        "stages": stage_counts, "dedup": clustering, "config": config.redacted(),
-        "config_hash": config.fingerprint(), "sources": sources,
-        "gates": [{k: g[k] for k in ("gate", "policy", "success")} | {"expectations": g.get("expectations", [])}
-                  for g in gate_results],
-    }
-    examples = report.gather_examples(store, paths, shards, written)
-    report_html = report.render(manifest, modality.charts(manifest), modality.noun,
-                                report.examples_html(examples, modality.example, modality.noun))
-    ledger.record(store, version, sources)
-    export.publish(store, version, manifest, export.dataset_card(manifest, modality.noun, modality.card(manifest)),
-                   report_html)
-    dedup_index.commit(store, version, shards, exported_rows, dedup_settings)
-    summary = {"run_id": run_id, "modality": config.modality, "version": version,
-               "published": store.url(*layout.version(version)), "stages": stage_counts,
-               "splits": {k: v["rows"] for k, v in splits.items()}, "documents": manifest["documents"],
-               "base_version": manifest["base_version"], "gates": {g["gate"]: g["success"] for g in gate_results}}
-    artifacts.publish_summary(summary, store.url(*layout.version(version, "report.html")))
-    logger.info("published %s (%d %s, %d added)", summary["published"], summary["documents"], modality.noun,
-                exported_rows)
-    return summary
+        stage_counts = {name: c.as_dict() for name, c in counts.items()}
+        sources = [f for c in collected for f in c.files]
+        manifest = {
+            "name": config.export.name, "version": version, "modality": config.modality, "run_id": run_id,
+            "created": started.isoformat(),
+            **export.describe_version(version, splits, base),
+            "stages": stage_counts, "dedup": clustering, "config": config.redacted(),
+            "config_hash": config.fingerprint(), "sources": sources,
+            "gates": [{k: g[k] for k in ("gate", "policy", "success")} | {"expectations": g.get("expectations", [])}
+                      for g in gate_results],
+        }
+        examples = report.gather_examples(store, paths, shards, written)
+        report_html = report.render(manifest, modality.charts(manifest), modality.noun,
+                                    report.examples_html(examples, modality.example, modality.noun))
+        ledger.record(store, version, sources)
+        export.publish(store, version, manifest, export.dataset_card(manifest, modality.noun, modality.card(manifest)),
+                       report_html)
+        dedup_index.commit(store, version, shards, exported_rows, dedup_settings)
+        summary = {"run_id": run_id, "modality": config.modality, "version": version,
+                   "published": store.url(*layout.version(version)), "stages": stage_counts,
+                   "splits": {k: v["rows"] for k, v in splits.items()}, "documents": manifest["documents"],
+                   "base_version": manifest["base_version"], "gates": {g["gate"]: g["success"] for g in gate_results}}
+        artifacts.publish_summary(summary, store.url(*layout.version(version, "report.html")))
+        logger.info("published %s (%d %s, %d added)", summary["published"], summary["documents"], modality.noun,
+                    exported_rows)
+        return summary
 
 
 def counts_line(counts: dict[str, StageCounts]) -> str:

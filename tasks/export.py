@@ -8,6 +8,7 @@ mid-export leaves no half dataset behind.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Literal
 
@@ -244,6 +245,31 @@ versions = posixpath.dirname(folder.rstrip("/"))
 files = [posixpath.join(versions, s["version"], s["path"]) for s in manifest["splits"]["train"]["shards"]]
 {loader}
 ```"""
+
+
+CLAIM = ".claim"  # in a version's folder: which run publishes it
+
+
+class VersionClaimed(RuntimeError):
+    """Another run holds the version: publishing is exclusive."""
+
+
+@contextmanager
+def claimed(store: Store, version: str, run_id: str):
+    """The exclusive right to publish `version` for the block, taken by creating its claim file where none
+    exists; the loser of a race fails at once. A run that ends without a manifest gives the claim back."""
+    claim = layout.version(version, CLAIM)
+    if not store.create_exclusive(f"{run_id}\n".encode(), *claim):
+        with store.fs.open(store.path(*claim), "rb") as f:
+            holder = f.read().decode().strip()
+        raise VersionClaimed(f"version {version!r} is being published by run {holder}; choose another export.version "
+                             f"(if that run died, delete {store.url(*claim)})")
+    try:
+        yield
+    except BaseException:
+        if not store.exists(*layout.version(version, "manifest.json")):
+            store.remove(*claim)
+        raise
 
 
 def publish(store: Store, version: str, manifest: dict, card: str, report_html: str) -> None:

@@ -56,6 +56,21 @@ class Store:
             f.write(data)
         fs.mv(tmp, target)
 
+    def create_exclusive(self, data: bytes, *parts: str) -> bool:
+        """Write a file only if none is there: O_EXCL on local disks, If-None-Match on S3. False if one was."""
+        fs, target = self.fs, self.path(*parts)
+        fs.makedirs(posixpath.dirname(target), exist_ok=True)
+        try:
+            with fs.open(target, "xb") as f:
+                f.write(data)
+        except FileExistsError:
+            return False
+        except OSError:
+            if fs.exists(target):  # a store that reports the lost race as another error
+                return False
+            raise
+        return True
+
     def write_json(self, obj: Any, *parts: str) -> None:
         self.write_bytes(json.dumps(obj, indent=2, sort_keys=False, default=str).encode(), *parts)
 

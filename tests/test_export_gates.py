@@ -118,3 +118,21 @@ def test_suites_follow_the_configured_rules_and_empty_shards():
 def test_a_gate_that_is_off_reads_off_not_passed():
     assert [gates.status({"policy": p, "success": s}) for p, s in (("off", None), ("fail", True), ("warn", False))] == [
         "off", "passed", "FAILED"]
+
+
+def test_publishing_a_version_is_exclusive(tmp_path, s3):
+    """Before: two runs with one export.version both published, the second over the first."""
+    from tasks.export import VersionClaimed, claimed
+
+    for store in (Store(str(tmp_path / "local")), Store("s3://curate/claims", s3[1])):
+        with claimed(store, "v1", "run-a"):
+            with pytest.raises(VersionClaimed, match=r"version 'v1' is being published by run run-a; choose another"):
+                with claimed(store, "v1", "run-b"):
+                    pass
+            with claimed(store, "v2", "run-c"):  # other versions in parallel stay possible
+                store.write_json({}, "versions", "v2", "manifest.json")
+        assert store.exists("versions", "v2", ".claim")  # kept by a published version
+        with pytest.raises(RuntimeError, match="gate failed"):
+            with claimed(store, "v3", "run-d"):
+                raise RuntimeError("gate failed")
+        assert not store.exists("versions", "v3", ".claim")  # given back by a run that published nothing
