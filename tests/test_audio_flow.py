@@ -10,6 +10,7 @@ import tarfile
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pyarrow.dataset as ds
 import pytest
 import soundfile as sf
@@ -145,7 +146,10 @@ def test_exported_clips_are_mono_flac_at_the_target_rate_and_load_in_datasets(au
         assert abs(len(samples) / rate - row["duration_s"]) < 0.01
         assert row["log_mel_shape"][0] == 80 and len(row["log_mel"]) == 80 * row["log_mel_shape"][1]
     with tarfile.open(version / "train" / "part-00000.tar") as tar:
-        assert tar.getnames()[:3] == ["000000.flac", "000000.txt", "000000.json"]
+        assert tar.getnames()[:4] == ["000000.flac", "000000.txt", "000000.log_mel.npy", "000000.json"]
+        spectrum = np.load(io.BytesIO(tar.extractfile("000000.log_mel.npy").read()))
+        shape = json.load(tar.extractfile("000000.json"))["log_mel_shape"]
+        assert spectrum.dtype == np.float16 and spectrum.reshape(shape).shape == (80, shape[1])
     manifest = json.loads((version / "manifest.json").read_text())
     assert manifest["modality"] == "audio" and manifest["seconds"] == {"train": 157.27, "validation": 6.786, "test": 2.031}
     assert (manifest["source_formats"], manifest["source_rates"]) == ({"WAV": 2, "OGG": 39, "MP4": 1},
