@@ -67,10 +67,10 @@ def curate_once(config: PipelineConfig) -> dict:
         logger.info("incremental: %d of %d source files are new or changed", len(fresh), len(files))
         files, dedup_settings = fresh, config.dedup.model_copy(update={"against_published": True})
     version = config.export.version or export.new_version()
-    if store.exists(*layout.version(version, "manifest.json")):
-        raise VersionExists(f"version {version!r} is already published at {store.url(*layout.version(version))}; "
-                            "set export.version to a new name or leave it empty for a timestamp")
     with export.claimed(store, version, run_id):
+        if store.exists(*layout.version(version, "manifest.json")):
+            raise VersionExists(f"version {version!r} is already published at {store.url(*layout.version(version))}; "
+                                "set export.version to a new name or leave it empty for a timestamp")
         counts, gate_results = {}, []
 
         units = collect.plan_units(files, config.collect.unit_bytes)

@@ -247,9 +247,6 @@ files = [posixpath.join(versions, s["version"], s["path"]) for s in manifest["sp
 ```"""
 
 
-CLAIM = ".claim"  # in a version's folder: which run publishes it
-
-
 class VersionClaimed(RuntimeError):
     """Another run holds the version: publishing is exclusive."""
 
@@ -257,8 +254,9 @@ class VersionClaimed(RuntimeError):
 @contextmanager
 def claimed(store: Store, version: str, run_id: str):
     """The exclusive right to publish `version` for the block, taken by creating its claim file where none
-    exists; the loser of a race fails at once. A run that ends without a manifest gives the claim back."""
-    claim = layout.version(version, CLAIM)
+    exists (the loser of a race fails at once) and given back when the block ends, however it ends. The
+    block checks that the version is not published yet: only the claim holder's check counts."""
+    claim = layout.claim(version)
     if not store.create_exclusive(f"{run_id}\n".encode(), *claim):
         with store.fs.open(store.path(*claim), "rb") as f:
             holder = f.read().decode().strip()
@@ -266,10 +264,8 @@ def claimed(store: Store, version: str, run_id: str):
                              f"(if that run died, delete {store.url(*claim)})")
     try:
         yield
-    except BaseException:
-        if not store.exists(*layout.version(version, "manifest.json")):
-            store.remove(*claim)
-        raise
+    finally:
+        store.remove(*claim)
 
 
 def publish(store: Store, version: str, manifest: dict, card: str, report_html: str) -> None:

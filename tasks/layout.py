@@ -53,6 +53,12 @@ def version(name: str, *parts: str) -> Parts:
     return ("versions", name, *parts)
 
 
+def claim(name: str) -> Parts:
+    """The file a run holds while it publishes version `name` (outside the version's folder, so a run that
+    publishes nothing leaves no version folder behind)."""
+    return ("claims", name)
+
+
 def index(name: str, *parts: str) -> Parts:
     return ("index", name, *parts)
 

@@ -130,9 +130,9 @@ def test_publishing_a_version_is_exclusive(tmp_path, s3):
                 with claimed(store, "v1", "run-b"):
                     pass
             with claimed(store, "v2", "run-c"):  # other versions in parallel stay possible
-                store.write_json({}, "versions", "v2", "manifest.json")
-        assert store.exists("versions", "v2", ".claim")  # kept by a published version
+                assert store.exists("claims", "v1") and store.exists("claims", "v2")
+        assert not store.exists("claims", "v1") and not store.exists("claims", "v2")  # given back
         with pytest.raises(RuntimeError, match="gate failed"):
             with claimed(store, "v3", "run-d"):
                 raise RuntimeError("gate failed")
-        assert not store.exists("versions", "v3", ".claim")  # given back by a run that published nothing
+        assert not store.exists("claims", "v3")  # given back by a run that failed too
