@@ -10,7 +10,6 @@ two different clips differ in 32% or more (one pair at 4%: the same prompt shipp
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -18,17 +17,10 @@ import pyarrow as pa
 from pydantic import Field
 
 from tasks.audio import fingerprint
-from tasks.dedup import DedupSettings, Sketch, signature_matrix
-from tasks.image.dedup import splitmix64
+from tasks.dedup import DedupSettings, Sketch, bit_sampling_keys, signature_matrix
 
 PAIRS_AT_ONCE = 100_000  # candidate pairs verified together: about 30 MB of frames
 REGION = slice(fingerprint.BEFORE - 8, fingerprint.BEFORE + 24)  # frames the band keys sample
-
-
-@lru_cache(maxsize=8)
-def band_positions(bands: int, band_bits: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.stack([rng.choice(32 * 32, band_bits, replace=False) for _ in range(bands)])
 
 
 class AudioDedupSettings(DedupSettings):
@@ -54,10 +46,7 @@ class AudioDedupSettings(DedupSettings):
         """(n, bands) uint64 LSH keys of (n, WIDTH) fingerprint signatures."""
         _, packed = fingerprint.unpack(signatures)
         bits = np.unpackbits(packed[:, REGION], axis=2).reshape(len(signatures), 32 * 32)
-        positions = band_positions(self.bands, self.band_bits, self.seed)
-        weights = np.uint64(1) << np.arange(self.band_bits, dtype=np.uint64)
-        values = (bits[:, positions].astype(np.uint64) * weights).sum(axis=2, dtype=np.uint64)
-        return splitmix64(values ^ (np.arange(self.bands, dtype=np.uint64) << np.uint64(56)))
+        return bit_sampling_keys(bits, self.bands, self.band_bits, self.seed)
 
     def sketch(self, table: pa.Table) -> Sketch:
         signatures = signature_matrix(table["fingerprint"])

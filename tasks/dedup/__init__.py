@@ -17,6 +17,7 @@ steps over storage, for the flow and for in-process callers alike.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -89,6 +90,34 @@ class DedupSettings(Settings):
     def key_parts(self, documents: int) -> int:
         """Key ranges per band (a power of two) so one candidate task holds at most max_band_rows keys."""
         return 1 << max(0, int(np.ceil(np.log2(max(1, documents) / self.max_band_rows))))
+
+
+MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """A 64-bit mix, so band keys spread over the key ranges the candidate step splits by."""
+    with np.errstate(over="ignore"):
+        x = (x + np.uint64(0x9E3779B97F4A7C15)) & MASK
+        x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & MASK
+        x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & MASK
+        return x ^ (x >> np.uint64(31))
+
+
+@lru_cache(maxsize=8)
+def band_positions(width: int, bands: int, band_bits: int, seed: int) -> np.ndarray:
+    """(bands, band_bits) bit positions each band samples, drawn once from `seed`."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.choice(width, band_bits, replace=False) for _ in range(bands)])
+
+
+def bit_sampling_keys(bits: np.ndarray, bands: int, band_bits: int, seed: int) -> np.ndarray:
+    """(n, bands) uint64 LSH keys of (n, width) 0/1 bit rows, for Hamming-distance sketches (pHash,
+    fingerprints): each band packs `band_bits` sampled bits and is mixed with its band number."""
+    positions = band_positions(bits.shape[1], bands, band_bits, seed)
+    weights = np.uint64(1) << np.arange(band_bits, dtype=np.uint64)
+    values = (bits[:, positions].astype(np.uint64) * weights).sum(axis=2, dtype=np.uint64)
+    return splitmix64(values ^ (np.arange(bands, dtype=np.uint64) << np.uint64(56)))
 
 
 def signature_array(data: bytes, n: int, width: int) -> pa.Array:

@@ -9,33 +9,14 @@ a pair at d = 8 is a candidate with probability 1 - (1 - 0.875^16)^32 = 0.98, at
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from tasks.dedup import DedupSettings, Sketch
+from tasks.dedup import DedupSettings, Sketch, bit_sampling_keys
 from tasks.image.phash import hamming
-
-MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-@lru_cache(maxsize=8)
-def band_positions(bands: int, band_bits: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.stack([rng.choice(64, band_bits, replace=False) for _ in range(bands)])
-
-
-def splitmix64(x: np.ndarray) -> np.ndarray:
-    """A 64-bit mix, so band keys spread over the key ranges the candidate step splits by."""
-    with np.errstate(over="ignore"):
-        x = (x + np.uint64(0x9E3779B97F4A7C15)) & MASK
-        x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & MASK
-        x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & MASK
-        return x ^ (x >> np.uint64(31))
-
 
 class ImageDedupSettings(DedupSettings):
     bands: int = Field(32, ge=1, le=256, description="pHash bands (LSH tables)")
@@ -57,11 +38,7 @@ class ImageDedupSettings(DedupSettings):
         n = table.num_rows
         hashes = np.frombuffer(table["phash"].combine_chunks().buffers()[1], dtype=np.uint8)[:8 * n].reshape(n, 8) \
             if n else np.zeros((0, 8), dtype=np.uint8)
-        bits = np.unpackbits(hashes, axis=1)  # (n, 64)
-        positions = band_positions(self.bands, self.band_bits, self.seed)
-        weights = np.uint64(1) << np.arange(self.band_bits, dtype=np.uint64)
-        values = (bits[:, positions].astype(np.uint64) * weights).sum(axis=2, dtype=np.uint64)  # (n, bands)
-        near = splitmix64(values ^ (np.arange(self.bands, dtype=np.uint64) << np.uint64(56)))
+        near = bit_sampling_keys(np.unpackbits(hashes, axis=1), self.bands, self.band_bits, self.seed)
         pixel = table["pixel_hash"].combine_chunks()
         content = np.frombuffer(pixel.buffers()[1], dtype=np.uint64)[:2 * n].reshape(n, 2) if n \
             else np.zeros((0, 2), dtype=np.uint64)
