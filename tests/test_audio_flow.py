@@ -7,15 +7,14 @@ import importlib.util
 import io
 import json
 import tarfile
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import pyarrow.dataset as ds
 import pytest
 import soundfile as sf
 
 from conftest import ROOT
+from media_runs import dedup_outcome, read, shard_accounting
 from flows.config import PipelineConfig
 from flows.curate import run_pipeline
 
@@ -29,10 +28,6 @@ spec.loader.exec_module(make_audio_examples)
 # The same channel prompt ships in ALSA's and freedesktop's sound themes (1.525 s each, fingerprints 4% apart):
 # a real duplicate pair the shared manifest does not mark.
 SAME_RECORDING = {"fdo_audio-channel-rear-right.oga": "alsa_Rear_Right.wav"}
-
-
-def read(paths):
-    return ds.dataset([str(p) for p in paths], format="parquet").to_table()
 
 
 @pytest.fixture(scope="module")
@@ -94,34 +89,14 @@ def test_each_rule_keeps_what_it_measured(audio_run):
 
 def test_every_shard_accounts_for_every_record(audio_run):
     summary, out, _ = audio_run
-    run = out / "runs" / summary["run_id"]
-    shards = sorted(p.name for p in (run / "collect").glob("part-*.parquet"))
-    assert len(shards) == 3  # 62 clips, 25 per shard at most
-    previous = "collect"
-    for stage in ("preprocess", "dedup"):
-        for shard in shards:
-            n_in = read([run / previous / shard]).num_rows
-            assert n_in == read([run / stage / shard]).num_rows + read([run / stage / "_rejected" / shard]).num_rows
-        previous = stage
+    assert len(shard_accounting(out / "runs" / summary["run_id"])) == 3  # 62 clips, 25 per shard at most
 
 
 def test_each_recording_keeps_one_clip_and_no_two_recordings_merge(audio_run):
     summary, out, copies = audio_run
-    run = out / "runs" / summary["run_id"]
-    group = groups(copies)
-    reached = read(run.glob("preprocess/part-*.parquet"))
-    kept = read(run.glob("dedup/part-*.parquet"))
-    removed = read(run.glob("dedup/_rejected/*.parquet"))
-    name_of = dict(zip(reached["id"].to_pylist(), (Path(s).name for s in reached["source"].to_pylist())))
-    survivors = defaultdict(list)
-    for rid in kept["id"].to_pylist():
-        survivors[group[name_of[rid]]].append(name_of[rid])
-    assert {group[name] for name in name_of.values()} == set(survivors)  # every recording that reached dedup stays
-    assert {g: names for g, names in survivors.items() if len(names) > 1} == {}  # ... with one clip
-    merged = [(name_of[r], name_of[d]) for r, d in zip(removed["id"].to_pylist(), removed["duplicate_of"].to_pylist())
-              if group[name_of[r]] != group[name_of[d]]]
+    survivors, merged, by_rule = dedup_outcome(out / "runs" / summary["run_id"], groups(copies))
+    assert {g: names for g, names in survivors.items() if len(names) > 1} == {}  # one clip per recording
     assert merged == []
-    by_rule = sorted((rule, name_of[r]) for r, rule in zip(removed["id"].to_pylist(), removed["rule"].to_pylist()))
     assert by_rule == [("dedup.exact", "not-really.wav"),   # the same Ogg bytes under a .wav name
                        ("dedup.exact", "side-right.flac"),  # FLAC of a 16-bit WAV: the same samples
                        ("dedup.near", "bals-22k.wav"), ("dedup.near", "fdo_audio-channel-rear-right.oga"),

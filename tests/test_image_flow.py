@@ -6,15 +6,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import pyarrow.dataset as ds
 import pytest
 from PIL import Image
 
 from conftest import ROOT
+from media_runs import dedup_outcome, read, shard_accounting
 from flows.config import PipelineConfig
 from flows.curate import run_pipeline
 
@@ -25,10 +24,6 @@ pytestmark = pytest.mark.skipif(not IMAGES.is_dir(), reason="needs the shared sa
 spec = importlib.util.spec_from_file_location("make_image_examples", ROOT / "examples" / "make_image_examples.py")
 make_image_examples = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(make_image_examples)
-
-
-def read(paths):
-    return ds.dataset([str(p) for p in paths], format="parquet").to_table()
 
 
 def image_config(tmp: Path, **extra) -> dict:
@@ -85,42 +80,22 @@ def test_quarantine_names_each_broken_file_and_the_decoders_error(image_run):
 
 def test_every_shard_accounts_for_every_record(image_run):
     summary, out, _ = image_run
-    run = out / "runs" / summary["run_id"]
-    shards = sorted(p.name for p in (run / "collect").glob("part-*.parquet"))
-    assert len(shards) == 3  # 70 pictures, 25 per shard at most
-    previous = "collect"
-    for stage in ("preprocess", "dedup"):
-        for shard in shards:
-            n_in = read([run / previous / shard]).num_rows
-            assert n_in == read([run / stage / shard]).num_rows + read([run / stage / "_rejected" / shard]).num_rows
-        previous = stage
+    assert len(shard_accounting(out / "runs" / summary["run_id"])) == 3  # 70 pictures, 25 per shard at most
 
 
 def test_each_duplicate_group_keeps_one_picture_and_no_two_groups_merge(image_run):
     summary, out, copies = image_run
-    run = out / "runs" / summary["run_id"]
-    group = groups(copies)
-    reached = read(run.glob("preprocess/part-*.parquet"))
-    kept = read(run.glob("dedup/part-*.parquet"))
-    removed = read(run.glob("dedup/_rejected/*.parquet"))
-    name_of = dict(zip(reached["id"].to_pylist(), (Path(s).name for s in reached["source"].to_pylist())))
-    survivors = defaultdict(list)
-    for rid in kept["id"].to_pylist():
-        survivors[group[name_of[rid]]].append(name_of[rid])
-    assert {g for g in map(group.get, name_of.values())} == set(survivors)  # every group that reached dedup stays
-    assert {g: names for g, names in survivors.items() if len(names) > 1} == {}  # ... with one picture
-    merged = [(name_of[r], name_of[d]) for r, d in zip(removed["id"].to_pylist(), removed["duplicate_of"].to_pylist())
-              if group[name_of[r]] != group[name_of[d]]]
+    survivors, merged, by_rule = dedup_outcome(out / "runs" / summary["run_id"], groups(copies))
+    assert {g: names for g, names in survivors.items() if len(names) > 1} == {}  # one picture per group
     assert merged == []
-    exact = sorted(name_of[r] for r, rule in zip(removed["id"].to_pylist(), removed["rule"].to_pylist())
-                   if rule == "dedup.exact")
-    assert exact == ["aero1.bmp", "coins-16bit.png",  # lossless copies of a JPEG and an 8-bit PNG: the same pixels
-                     "debbase_icons_hicolor_256x256_emblems_emblem-debian.png",
-                     "debbase_plymouth_themes_futureprototype_password_dot16.png",
-                     "debbase_plymouth_themes_homeworld_password_dot16.png",
-                     "debbase_plymouth_themes_moonlight_password_dot16.png",
-                     "debbase_plymouth_themes_softwaves_password_dot16.png", "shakespeare_shkspr_droeshout.png"]
-    kept_names = {name_of[r] for r in kept["id"].to_pylist()}
+    assert [name for rule, name in by_rule if rule == "dedup.exact"] == [
+        "aero1.bmp", "coins-16bit.png",  # lossless copies of a JPEG and an 8-bit PNG: the same pixels
+        "debbase_icons_hicolor_256x256_emblems_emblem-debian.png",
+        "debbase_plymouth_themes_futureprototype_password_dot16.png",
+        "debbase_plymouth_themes_homeworld_password_dot16.png",
+        "debbase_plymouth_themes_moonlight_password_dot16.png",
+        "debbase_plymouth_themes_softwaves_password_dot16.png", "shakespeare_shkspr_droeshout.png"]
+    kept_names = {name for names in survivors.values() for name in names}
     assert {"debbase_icons_desktop-base_256x256_emblems_emblem-debian.png", "opencv_butterfly.jpg",
             "mate_GreenMeadow.jpg", "plasma_DarkestHour_2560x1600.jpg", "opencv_left13.jpg",
             "opencv_right13.jpg"} <= kept_names  # the largest of each cluster; stereo pairs are not duplicates
