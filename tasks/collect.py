@@ -62,6 +62,18 @@ class CollectSettings(Settings):
         return None
 
 
+class MediaCollectSettings(CollectSettings):
+    """Collect settings of a modality whose records carry media bytes: fewer rows per shard, small row groups
+    so readers stream the media."""
+    shard_rows: int = Field(2_000, ge=1, description="maximum records per shard")
+    shard_bytes: int = Field(128 * 2**20, ge=1024, description="maximum media bytes per shard")
+    row_group: int = Field(100, ge=1, description="rows per Parquet row group")
+
+    @property
+    def row_group_rows(self) -> int | None:
+        return self.row_group
+
+
 @dataclass(frozen=True)
 class InputFile:
     url: str

@@ -58,6 +58,18 @@ class ExportSettings(Settings):
         return None
 
 
+class MediaExportSettings(ExportSettings):
+    """Export settings of a modality whose records carry media bytes: small row groups, so readers stream
+    the media."""
+    shard_rows: int = Field(10_000, ge=1, description="maximum rows per exported shard")
+    shard_bytes: int = Field(256 * 2**20, ge=1024, description="target bytes per exported shard")
+    row_group: int = Field(100, ge=1, description="rows per Parquet row group")
+
+    @property
+    def row_group_rows(self) -> int | None:
+        return self.row_group
+
+
 def as_is(table: pa.Table, settings: ExportSettings) -> pa.Table:
     """The export preparation of a modality whose records are exported as they are."""
     return table

@@ -16,7 +16,7 @@ from tasks.audio.decode import Undecodable, decode
 from tasks.audio.dedup import AudioDedupSettings
 from tasks.audio.export import AudioExportSettings, prepare_export
 from tasks.audio.preprocess import AudioPreprocessSettings, preprocess
-from tasks.collect import CollectSettings, Malformed, Source, media_bytes, optional_text
+from tasks.collect import Malformed, MediaCollectSettings, Source, media_bytes, optional_text
 from tasks.modality import Modality
 from tasks.records import BASE_FIELDS, MEDIA_TYPE
 
@@ -46,14 +46,8 @@ class AudioSource(Source):
         return [self.audio_field] + [f for f in self.text_fields().values() if f]
 
 
-class AudioCollectSettings(CollectSettings):
-    shard_rows: int = Field(2_000, ge=1, description="maximum clips per shard")
-    shard_bytes: int = Field(128 * 2**20, ge=1024, description="maximum audio bytes per shard")
-    row_group: int = Field(100, ge=1, description="rows per Parquet row group")
-
-    @property
-    def row_group_rows(self) -> int | None:
-        return self.row_group
+class AudioCollectSettings(MediaCollectSettings):
+    """Clips are collected with the media defaults; a model of its own names the section in the UI form."""
 
 
 def to_payload(obj: dict, source: AudioSource, url: str, settings: AudioCollectSettings):

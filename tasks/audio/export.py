@@ -14,7 +14,7 @@ import pyarrow as pa
 import soundfile as sf
 from pydantic import Field
 
-from tasks.export import ExportSettings
+from tasks.export import MediaExportSettings
 from tasks.records import Settings
 
 
@@ -28,15 +28,8 @@ class LogMelSettings(Settings):
     f_max: float | None = Field(None, description="default: half the sample rate")
 
 
-class AudioExportSettings(ExportSettings):
-    shard_rows: int = Field(10_000, ge=1, description="maximum rows per exported shard")
-    shard_bytes: int = Field(256 * 2**20, ge=1024, description="target bytes per exported shard")
-    row_group: int = Field(100, ge=1, description="rows per Parquet row group: small, so readers stream clips")
+class AudioExportSettings(MediaExportSettings):
     log_mel: LogMelSettings = LogMelSettings()
-
-    @property
-    def row_group_rows(self) -> int | None:
-        return self.row_group
 
 
 def hz_to_mel(f):

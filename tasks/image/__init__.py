@@ -9,7 +9,7 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import Field
 
-from tasks.collect import CollectSettings, Malformed, Source, media_bytes, optional_text
+from tasks.collect import Malformed, MediaCollectSettings, Source, media_bytes, optional_text
 from tasks.image import stats
 from tasks.image.decode import Undecodable, probe
 from tasks.image.dedup import ImageDedupSettings
@@ -40,16 +40,9 @@ class ImageSource(Source):
         return [self.image_field] + ([self.caption_field] if self.caption_field else [])
 
 
-class ImageCollectSettings(CollectSettings):
-    shard_rows: int = Field(2_000, ge=1, description="maximum pictures per shard")
-    shard_bytes: int = Field(128 * 2**20, ge=1024, description="maximum picture bytes per shard")
+class ImageCollectSettings(MediaCollectSettings):
     max_pixels: int = Field(89_478_485, ge=1, description="pictures with more pixels are quarantined, undecoded "
                                                          "(decompression bombs); Pillow's own default")
-    row_group: int = Field(100, ge=1, description="rows per Parquet row group")
-
-    @property
-    def row_group_rows(self) -> int | None:
-        return self.row_group
 
 
 def to_payload(obj: dict, source: ImageSource, url: str, settings: ImageCollectSettings):

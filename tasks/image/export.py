@@ -18,27 +18,20 @@ import pyarrow as pa
 from PIL import Image
 from pydantic import Field
 
-from tasks.export import ExportSettings
+from tasks.export import MediaExportSettings
 from tasks.image.decode import normalised
 from tasks.records import MEDIA_TYPE
 
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 
 
-class ImageExportSettings(ExportSettings):
+class ImageExportSettings(MediaExportSettings):
     resize_mode: Literal["none", "keep_ratio", "center_crop", "border"] = Field(
         "border", description="img2dataset's resize modes")
     size: int = Field(256, ge=8, description="target size in pixels (see resize_mode)")
     upscale: bool = Field(False, description="enlarge pictures smaller than the target")
     image_format: Literal["JPEG", "PNG", "WEBP"] = Field("JPEG", description="encoding of the exported pictures")
     quality: int = Field(95, ge=1, le=100, description="JPEG/WebP quality")
-    shard_rows: int = Field(10_000, ge=1, description="maximum rows per exported shard")
-    shard_bytes: int = Field(256 * 2**20, ge=1024, description="target bytes per exported shard")
-    row_group: int = Field(100, ge=1, description="rows per Parquet row group: small, so readers stream pictures")
-
-    @property
-    def row_group_rows(self) -> int | None:
-        return self.row_group
 
 
 def resize(image: Image.Image, settings: ImageExportSettings) -> Image.Image:
