@@ -21,16 +21,15 @@ from typing import Any, Iterator, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fsspec.compression import compr
 from pydantic import Field
 
+from tasks.compressed import COMPRESSIONS, decompressing
 from tasks.layout import RunPaths
 from tasks.modality import Modality
 from tasks.records import QUARANTINE_SCHEMA, Settings, StageCounts
 from tasks.storage import Store, filesystem, shard_name
 
 Format = Literal["auto", "jsonl", "parquet", "csv", "txt", "image", "audio"]
-COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2", ".xz": "xz"}
 TABLE_EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet",
                     ".csv": "csv"}
 RAW_PREVIEW = 200
@@ -211,7 +210,9 @@ def read_jsonl(f) -> Iterator[tuple[int, dict | Malformed]]:
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
-                yield line, Malformed(f"invalid JSON: {e.msg} (column {e.colno})", preview(text))
+                ends_inside = e.msg.startswith("Unterminated string") or e.pos >= len(text.rstrip())
+                cut = " (the line ends inside the record)" if ends_inside else ""
+                yield line, Malformed(f"invalid JSON: {e.msg} (column {e.colno}){cut}", preview(text))
                 continue
             except RecursionError:
                 yield line, Malformed("JSON nested too deep to parse (beyond Python's recursion limit)", preview(text))
@@ -397,7 +398,7 @@ def read_file(file: InputFile, source: Source, batch_rows: int, digest) -> Itera
             HashingReader(raw, digest).drain()
             return
         hashing = HashingReader(raw, digest)
-        f = compr[file.compression](hashing, mode="rb") if file.compression else hashing
+        f = decompressing(hashing, file.compression)
         if file.format == "jsonl":
             yield from read_jsonl(f)
         elif file.format == "csv":

@@ -83,7 +83,7 @@ def test_malformed_jsonl_is_quarantined_with_line_and_error(tmp_path):
     assert (counts["in"], counts["kept"], counts["quarantined"]) == (7, 1, 6)
     assert table["text"].to_pylist() == ["ok"]
     assert [(b["line"], b["error"]) for b in bad] == [
-        (2, "invalid JSON: Unterminated string starting at (column 10)"),
+        (2, "invalid JSON: Unterminated string starting at (column 10) (the line ends inside the record)"),
         (3, "missing text field 'text' (fields: body)"),
         (4, "invalid UTF-8 at byte 10 of the line"),
         (5, "expected a JSON object, got list"),
@@ -106,6 +106,35 @@ def test_zstd_jsonl(tmp_path):
     (tmp_path / "z.jsonl.zst").write_bytes(zstandard.compress(b'{"text": "a"}\n{"text": "b"}\n'))
     counts, table, _ = run_collect(tmp_path, "z.jsonl.zst")
     assert table["text"].to_pylist() == ["a", "b"]
+
+
+def zstd_frames(lines: list[bytes], per_frame: int) -> list[bytes]:
+    """A zstd file as separate frames of `per_frame` lines each, as parallel compressors write them."""
+    return [zstandard.compress(b"".join(lines[i:i + per_frame])) for i in range(0, len(lines), per_frame)]
+
+
+def test_zstd_reads_every_frame_and_quarantines_a_cut_inside_one(tmp_path):
+    lines = [b'{"text": "doc %d"}\n' % i for i in range(100)]
+    frames = zstd_frames(lines, 50)
+    (tmp_path / "whole.jsonl.zst").write_bytes(b"".join(frames))
+    (tmp_path / "cut.jsonl.zst").write_bytes(frames[0] + frames[1][: len(frames[1]) // 2])
+    counts, table, _ = run_collect(tmp_path, "whole.jsonl.zst")
+    assert (counts["in"], counts["kept"], counts["quarantined"]) == (100, 100, 0)
+    counts, table, bad = run_collect(tmp_path, "cut.jsonl.zst")
+    # before: 50 kept, nothing quarantined, the second frame's 50 records gone without a word
+    assert (counts["kept"], counts["quarantined"]) == (50, 1)
+    assert [(b["line"], b["error"]) for b in bad] == [
+        (51, "truncated or corrupt compressed stream after line 50: the file ends inside zstd frame 2: it was cut short")]
+
+
+def test_a_cut_at_a_frame_boundary_inside_a_line_is_named_as_such(tmp_path):
+    data = b"".join(b'{"text": "doc %d"}\n' % i for i in range(10))
+    cut = data.index(b"doc 7") + 2  # the first frame ends inside line 8, the second frame is lost
+    (tmp_path / "c.jsonl.zst").write_bytes(zstandard.compress(data[:cut]))
+    counts, table, bad = run_collect(tmp_path, "c.jsonl.zst")
+    assert (counts["kept"], counts["quarantined"]) == (7, 1)
+    assert [(b["line"], b["error"]) for b in bad] == [
+        (8, "invalid JSON: Unterminated string starting at (column 10) (the line ends inside the record)")]
 
 
 def test_big_file_becomes_several_shards(tmp_path):

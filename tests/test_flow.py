@@ -76,7 +76,8 @@ def test_quarantine_names_file_line_and_error(local_run):
     summary, out = local_run
     bad = read(out / "runs" / summary["run_id"] / "collect" / "_quarantine").to_pylist()
     assert sorted((Path(b["source"]).name, b["line"], b["error"]) for b in bad) == [
-        ("broken.jsonl", 2, "invalid JSON: Unterminated string starting at (column 28)"),
+        ("broken.jsonl", 2, "invalid JSON: Unterminated string starting at (column 28) "
+                          "(the line ends inside the record)"),
         ("broken.jsonl", 3, "missing text field 'text' (fields: body, id)"),
         ("broken.jsonl", 4, "invalid UTF-8 at byte 32 of the line"),
         ("broken.jsonl", 5, "expected a JSON object, got list"),
