@@ -16,6 +16,7 @@ from flows.config import PipelineConfig
 from flows.runtime import ConfiguredDaskTaskRunner, prefect_api, run_config
 from tasks import collect, export, gates, layout, ledger, modalities, report, stages
 from tasks.dedup import index as dedup_index
+from tasks.dedup.ids import RepeatedIds
 from tasks.dedup.steps import deduplicate
 from tasks.layout import RunPaths
 from tasks.records import StageCounts
@@ -42,7 +43,7 @@ def curate(config: PipelineConfig) -> dict:
     """Curate the configured sources into a published, gated dataset version; returns the run summary."""
     try:
         summary = curate_once(config)
-    except (gates.GateFailed, VersionExists, export.VersionClaimed, NothingToPublish) as stop:
+    except (gates.GateFailed, VersionExists, export.VersionClaimed, NothingToPublish, RepeatedIds) as stop:
         # An expected stop: the Failed state carries the reason to the UI and the caller (as FailedRun),
         # without an engine traceback.
         return Failed(message=str(stop))

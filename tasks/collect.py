@@ -507,6 +507,6 @@ def collect_unit(files: list[InputFile], sources: list[Source], settings: Collec
     writer.flush()
     n_bad = len(quarantine["source"])
     if n_bad:
-        store.write_table(pa.table(quarantine, schema=QUARANTINE_SCHEMA), *paths.quarantine(shard_name(unit)))
+        store.write_table(pa.table(quarantine, schema=QUARANTINE_SCHEMA), *paths.quarantine("collect", shard_name(unit)))
     n_kept = sum(s["rows"] for s in writer.shards)
     return Collected(StageCounts(n_kept + n_bad, n_kept, {}, n_bad), writer.shards, per_file, first_errors)

@@ -3,6 +3,7 @@
     runs/<run_id>/<stage>/part-*.parquet             a stage's kept rows
     runs/<run_id>/<stage>/_rejected/part-*.parquet   its rejected rows, with rule and reason
     runs/<run_id>/collect/_quarantine/part-*.parquet input that could not become a record
+    runs/<run_id>/dedup/_quarantine/part-*.parquet   records whose id an earlier record holds
     runs/<run_id>/dedup/_work/<kind>/...             dedup's intermediate keys, docs, edges and drops
     runs/<run_id>/reports/gates/<gate>...            gate results and Data Docs
     versions/<version>/...                           a published version: shards, card, report, manifest
@@ -36,8 +37,8 @@ class RunPaths:
     def rejected(self, stage: str, *shard: str) -> Parts:
         return (*self.root, stage, "_rejected", *shard)
 
-    def quarantine(self, *shard: str) -> Parts:
-        return (*self.root, "collect", "_quarantine", *shard)
+    def quarantine(self, stage: str, *shard: str) -> Parts:
+        return (*self.root, stage, "_quarantine", *shard)
 
     def work(self, *parts: str) -> Parts:
         return (*self.root, "dedup", "_work", *parts)

@@ -54,6 +54,7 @@ def validate_shard(store: Store, parts: tuple[str, ...], gate: str, shard: str, 
 
 DEDUP_TASKS = {t.fn: t for t in (
     task(name="dedup-sketch", task_run_name="sketch {shard}", **IO_RETRIES)(dedup_steps.sketch),
+    task(name="dedup-ids", task_run_name="repeated ids, ids {part}", **IO_RETRIES)(dedup_steps.repeated_ids),
     task(name="dedup-candidates", task_run_name=dedup_steps.candidates_run_name, **IO_RETRIES)(dedup_steps.candidates),
     task(name="dedup-clusters", task_run_name="clusters", **IO_RETRIES)(dedup_steps.clusters),
     task(name="dedup-filter", task_run_name="dedup {shard}", **IO_RETRIES)(dedup_steps.remove),

@@ -168,7 +168,7 @@ def test_audio_dedup_matches_pcm_exactly_and_transcodes_nearly_and_keeps_the_lar
                      "other": (CLIPS / "klettres_hu_alpha_c.ogg").read_bytes()})
     kept, _ = preprocess(table, AudioPreprocessSettings())
     assert kept.num_rows == 5
-    ((survivors, removed),), _, stats = dedup_tables([kept], AudioDedupSettings())
+    ((survivors, removed, _),), _, stats = dedup_tables([kept], AudioDedupSettings())
     assert sorted(survivors["id"].to_pylist()) == ["original", "other"] and stats["cluster_sizes"] == {4: 1}
     assert sorted(zip(removed["id"].to_pylist(), removed["rule"].to_pylist(), removed["duplicate_of"].to_pylist())) == [
         ("flac", "dedup.exact", "original"), ("quieter", "dedup.near", "original"),
@@ -183,7 +183,7 @@ def test_a_later_run_drops_copies_of_published_clips():
     _, published, _ = dedup_tables([first], AudioDedupSettings())
     later, _ = preprocess(records({"ge-22k": encoded(signal.resample(samples, rate, 22_050), 22_050),
                                    "sit": (CLIPS / "klettres_en_syllab_sit.ogg").read_bytes()}), AudioPreprocessSettings())
-    ((kept, removed),), _, _ = dedup_tables([later], AudioDedupSettings(), published=published)
+    ((kept, removed, _),), _, _ = dedup_tables([later], AudioDedupSettings(), published=published)
     assert kept["id"].to_pylist() == ["sit"]
     assert list(zip(removed["id"].to_pylist(), removed["duplicate_of"].to_pylist())) == [("ge-22k", "ge")]
 

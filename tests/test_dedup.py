@@ -6,6 +6,7 @@ import pytest
 from datasketch import MinHash
 
 from tasks.dedup import EXACT_BAND, index_entries, key_part, sketch_shard
+from tasks.dedup.ids import RepeatedIds
 from tasks.dedup.steps import dedup_tables
 from tasks.text.dedup import TextDedupSettings
 from tasks.dedup.clusters import components, group_edges, representatives
@@ -105,7 +106,7 @@ def shard(ids, texts, **columns):
 
 
 def removed(results):
-    return sorted((r, d, rule) for _, rej in results
+    return sorted((r, d, rule) for _, rej, _ in results
                   for r, d, rule in zip(rej["id"].to_pylist(), rej["duplicate_of"].to_pylist(), rej["rule"].to_pylist()))
 
 
@@ -113,7 +114,7 @@ def test_exact_and_near_duplicates_across_shards():
     results, _, stats = dedup_shards([
         shard(["a", "b"], [BASE, "something else entirely, unrelated to the rest"]),
         shard(["c", "d", "e"], [BASE.upper(), change(150), "  " + BASE + "  "])])
-    (k0, r0), (k1, r1) = results
+    (k0, r0, _), (k1, r1, _) = results
     assert k0["id"].to_pylist() == ["a", "b"] and r0.num_rows == 0
     assert k1["id"].to_pylist() == []
     assert r1["id"].to_pylist() == ["c", "d", "e"]
@@ -156,7 +157,7 @@ def test_verification_drops_candidates_below_the_threshold():
     results, _, stats = dedup_shards([shard(["x", "y"], texts)], loose.model_copy(update={"verify": True}))
     assert removed(results) == []
     assert stats == {"candidate_pairs": 1, "verified_pairs": 0, "clusters": 0, "removed": 0, "key_ranges": 1,
-                     "published_shards": 0}
+                     "published_shards": 0, "repeated_ids": 0}
 
 
 def test_cluster_counts_report_cluster_sizes():
@@ -200,3 +201,31 @@ def test_index_entries_keep_the_kept_rows_renumbered():
     assert k.num_rows == 2 * 26 and set(k["row"].to_pylist()) == {0, 1}
     exact = k.filter(pa.compute.equal(k["band"], EXACT_BAND))
     assert exact["key"].to_pylist() == keys.filter(pa.compute.equal(keys["band"], EXACT_BAND))["key"].to_pylist()[::2]
+
+
+def test_ids_are_unique_across_shards_and_published_versions():
+    """Collect checks ids within a shard only; dedup holds every later copy of an id, whichever shard it is in,
+    before clustering, so a held record is never a cluster's representative."""
+    _, index, _ = dedup_shards([shard(["p1"], ["a published document about rivers"])])
+    results, new_index, stats = dedup_shards([
+        shard(["a", "b"], [BASE, "some unrelated words in here"]),
+        shard(["c", "a", "p1", "b"], [change(3), "another text, whose id is taken", "fresh words, taken id",
+                                      "some unrelated words in here"])],
+        published=index)
+    (k0, r0, q0), (k1, r1, q1) = results
+    assert k0["id"].to_pylist() == ["a", "b"] and q0.num_rows == 0
+    # the same id with the same content is the same record read twice: an exact duplicate, not a conflict
+    assert k1["id"].to_pylist() == [] and removed(results) == [("b", "b", "dedup.exact"), ("c", "a", "dedup.near")]
+    assert q1["text"].to_pylist() == ["another text, whose id is taken", "fresh words, taken id"]
+    assert q1["error"].to_pylist() == [
+        "id 'a' repeats the id of an earlier record (shard part-00000, row 0)",
+        "id 'p1' repeats the id of an earlier record (published version published)"]
+    assert stats["repeated_ids"] == 2
+    assert [d["id"].to_pylist() for _, d in new_index] == [["a", "b"], []]  # held records stay out of the index
+
+
+def test_repeated_ids_fail_the_run_when_so_configured():
+    tables = [shard(["x", "y"], ["one text", "two text"]), shard(["y"], ["three text"])]
+    with pytest.raises(RepeatedIds, match=r"^1 records repeat an earlier record's id, e.g. id 'y' repeats the id "
+                                          r"of an earlier record \(shard part-00000, row 1\)\. Give them unique"):
+        dedup_shards(tables, TextDedupSettings(repeated_ids="fail"))

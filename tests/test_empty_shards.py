@@ -33,7 +33,7 @@ def test_every_stage_takes_an_empty_shard(name, tmp_path):
     text = short_documents(2) if name == "text" else None
     tables = [kept] + ([modality.preprocess_shard(text, modality.preprocess())[0]] if text else [])
     results, _, stats = dedup_tables(tables, modality.dedup())
-    assert [k.num_rows for k, _ in results] == [0] * len(tables) and stats["clusters"] == 0
+    assert [k.num_rows for k, _, _ in results] == [0] * len(tables) and stats["clusters"] == 0
     store = Store(str(tmp_path))
     store.write_table(results[0][0], "in", "part-00000.parquet")
     exported = export_split(store, [("in", "part-00000.parquet")], "train", modality.export(), "v1", modality)

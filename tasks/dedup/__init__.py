@@ -5,7 +5,9 @@ perceptual-hash bands): per row an exact content hash, near-duplicate band keys,
 plus the test that verifies a candidate pair on two signatures. Everything else is here:
 1. `sketch_shard` per shard: band keys (one row group per band, the exact content key as band -1) and a
    document table (id, content hash, size, score, signature);
-2. per band and key range: `candidate_edges` between documents sharing a key;
+2. per id hash range: records that repeat an earlier record's id (`tasks.dedup.ids`), which are quarantined
+   (or fail the run) and take no part in clustering; per band and key range: `candidate_edges` between
+   documents sharing a key;
 3. `cluster`: optional verification of candidates by the modality's test, connected components over the
    edges, one representative per cluster by `keep`; memory follows the candidates, not the corpus;
 4. `drop_duplicates` per shard: removed rows go to `_rejected/` with the id they duplicate.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -59,6 +62,9 @@ class DedupSettings(Settings):
         False, description="also remove records that duplicate any version already published under the output")
     max_band_rows: int = Field(20_000_000, ge=1, description="band keys one candidate task holds in memory; "
                                                              "bigger bands are split by key range")
+    repeated_ids: Literal["quarantine", "fail"] = Field(
+        "quarantine", description="records whose id an earlier record (or a published version) holds already: "
+                                  "quarantine them, or fail the run")
     keep: str = "first"
 
     # The modality's part: what it reads, how many near bands it makes, its sketch and its similarity test.

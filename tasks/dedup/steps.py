@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks import dedup, layout
+from tasks.dedup import ids as dedup_ids
 from tasks.dedup import index as dedup_index
 from tasks.dedup.index import KeySource
 from tasks.layout import RunPaths
@@ -52,6 +53,21 @@ def sketch(shard: str, store: Store, paths: RunPaths, settings: dedup.DedupSetti
     return table.num_rows
 
 
+def repeated_ids(part: int, store: Store, paths: RunPaths, sources: list[KeySource], parts: int, exact: bool) -> int:
+    """The run's records, with ids in hash range `part`, whose id an earlier record holds."""
+    docs = pa.concat_tables([dedup_ids.numbered(src, store.read_table(*src.docs, columns=["id", "content_hash"]),
+                                                part, parts) for src in sources])
+    found = dedup_ids.repeats(docs, sources, exact)
+    store.write_table(found, *paths.work("ids", f"part-{part:05d}.parquet"))
+    return found.num_rows
+
+
+def read_repeats(store: Store, paths: RunPaths) -> pa.Table:
+    return pa.concat_tables([store.read_table(*paths.work("ids", name))
+                             for name in store.list(*paths.work("ids"), pattern="part-*.parquet")]
+                            or [dedup_ids.REPEATS_SCHEMA.empty_table()])
+
+
 def candidates_run_name(parameters: dict) -> str:
     """`candidates exact + bands 0-24, keys 1/1`: the band list itself is too long to read in the UI."""
     bands, part = parameters["work"]
@@ -83,6 +99,10 @@ def clusters(shards: list[str], store: Store, paths: RunPaths, sources: list[Key
                               for name in store.list(*paths.work("edges"), pattern="band-*.parquet")]
                              or [pa.table({"u": pa.array([], pa.int64()), "v": pa.array([], pa.int64())})])
     u, v = np.asarray(edges["u"]), np.asarray(edges["v"])
+    held = np.asarray(read_repeats(store, paths)["doc"])  # quarantined: neither a duplicate nor a representative
+    if len(held):
+        free = ~(np.isin(u, held) | np.isin(v, held))
+        u, v = u[free], v[free]
     members = np.unique(np.concatenate([u, v]))
     on_edges = set((members >> 32).tolist())
     nodes = []
@@ -105,17 +125,24 @@ def clusters(shards: list[str], store: Store, paths: RunPaths, sources: list[Key
     return stats | {"removed": drops.num_rows}
 
 
-def remove(shard: str, store: Store, paths: RunPaths, version: str) -> StageCounts:
-    """Drop the shard's removed rows and write its part of the version's (uncommitted) dedup index."""
+def remove(shard: str, store: Store, paths: RunPaths, version: str, shards: list[str]) -> StageCounts:
+    """Quarantine the shard's rows with a repeated id, drop its duplicates and write its part of the version's
+    (uncommitted) dedup index. `shards` are the run's, in document-number order."""
     table = store.read_table(*paths.stage("preprocess", shard))
     docs = store.read_table(*paths.work("docs", shard))
     drops = store.read_table(*paths.work("drops", shard))
-    kept, rejected = dedup.drop_duplicates(table, docs["content_hash"], drops)
+    repeats = read_repeats(store, paths)
+    repeats = repeats.filter(pc.equal(pc.shift_right(repeats["doc"], 32), shards.index(shard)))
+    held, rest = dedup_ids.hold(table, repeats)
+    content_hash = docs["content_hash"].filter(pa.array(~dedup_ids.held(repeats, docs.num_rows)))
+    kept, rejected = dedup.drop_duplicates(rest, content_hash, dedup_ids.renumbered(drops, repeats, table.num_rows))
     write_stage_outputs(store, paths, "dedup", shard, kept, rejected)
-    keys, docs = dedup.index_entries(store.read_table(*paths.work("keys", shard)), docs, np.asarray(drops["row"]))
+    store.write_table(held, *paths.quarantine("dedup", shard))
+    removed = np.concatenate([np.asarray(drops["row"]), np.asarray(repeats["row"])])
+    keys, docs = dedup.index_entries(store.read_table(*paths.work("keys", shard)), docs, removed)
     store.write_table(keys, *layout.index(version, "keys", shard), row_group_size=max(1, docs.num_rows))
     store.write_table(docs, *layout.index(version, "docs", shard))
-    return StageCounts.of(table.num_rows, kept, rejected)
+    return StageCounts.of(table.num_rows, kept, rejected, quarantined=held.num_rows)
 
 
 def deduplicate(store: Store, paths: RunPaths, shards: list[str], version: str, documents: int,
@@ -128,17 +155,22 @@ def deduplicate(store: Store, paths: RunPaths, shards: list[str], version: str, 
         published, published_docs = dedup_index.published_sources(store, settings)
         sources, documents = published + sources, documents + published_docs
     parts = settings.key_parts(documents)
+    repeated = sum(run(repeated_ids, list(range(parts)), store=store, paths=paths, sources=sources, parts=parts,
+                       exact=settings.exact))
+    if repeated and settings.repeated_ids == "fail":
+        raise dedup_ids.RepeatedIds.of(read_repeats(store, paths))
     work = [(bands, part) for bands in settings.band_groups(documents) for part in range(parts)]
     run(candidates, work, store=store, paths=paths, sources=sources, parts=parts)
     (clustering,) = run(clusters, [shards], store=store, paths=paths, sources=sources, settings=settings)
-    counts = StageCounts.total(run(remove, shards, store=store, paths=paths, version=version))
-    return counts, clustering | {"key_ranges": parts, "published_shards": len(sources) - len(shards)}
+    counts = StageCounts.total(run(remove, shards, store=store, paths=paths, version=version, shards=shards))
+    return counts, clustering | {"key_ranges": parts, "published_shards": len(sources) - len(shards),
+                                 "repeated_ids": repeated}
 
 
 def dedup_tables(tables: list[pa.Table], settings: dedup.DedupSettings,
                  published: list[tuple[pa.Table, pa.Table]] = ()) -> tuple[list[tuple[pa.Table, pa.Table]], list, dict]:
-    """`deduplicate` on tables that fit in memory, through a temporary local store: ([(kept, rejected)] per
-    table, [(keys, docs)] index entries per table, clustering counts). `published` are index entries of
+    """`deduplicate` on tables that fit in memory, through a temporary local store: ([(kept, rejected,
+    quarantined)] per table, [(keys, docs)] index entries per table, clustering counts). `published` are index entries of
     earlier results, oldest first, committed as one published version before the tables are deduplicated."""
     with tempfile.TemporaryDirectory() as root:
         store = Store(root)
@@ -154,8 +186,8 @@ def dedup_tables(tables: list[pa.Table], settings: dedup.DedupSettings,
             store.write_table(table, *paths.stage("preprocess", shard))
         _, stats = deduplicate(store, paths, shards, "new", sum(t.num_rows for t in tables),
                                settings.model_copy(update={"against_published": settings.against_published or bool(published)}))
-        results = [(store.read_table(*paths.stage("dedup", s)), store.read_table(*paths.rejected("dedup", s)))
-                   for s in shards]
+        results = [(store.read_table(*paths.stage("dedup", s)), store.read_table(*paths.rejected("dedup", s)),
+                    store.read_table(*paths.quarantine("dedup", s))) for s in shards]
         index = [(store.read_table(*layout.index("new", "keys", s)), store.read_table(*layout.index("new", "docs", s)))
                  for s in shards]
         return results, index, stats
