@@ -21,7 +21,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 from flows.config import ConfigError, load_config  # noqa: E402
-from tasks import modalities  # noqa: E402
+from tasks import modalities, secrets  # noqa: E402
 from tasks.stage_table import text_tables  # noqa: E402
 
 
@@ -88,6 +88,14 @@ def cmd_serve(args) -> int:
     if not PREFECT_API_URL.value():
         print("curate: serve needs a Prefect server that outlives it: start one with `curate server` and set "
               "PREFECT_API_URL=http://127.0.0.1:4200/api", file=sys.stderr)
+        return 2
+    plain = secrets.plain_secrets(config.model_dump(mode="json"))
+    if plain:
+        print(f"curate: {args.config} holds credentials in plain text ({', '.join(plain)}); a deployment stores its "
+              "parameters in the Prefect database and shows them in the UI. Name them instead: "
+              "`key: {env: AWS_ACCESS_KEY_ID}` (a variable where the flow runs) or "
+              "`secret: {secret: my-block}` (a Prefect Secret block), or leave them out for s3fs's own lookup",
+              file=sys.stderr)
         return 2
     from flows.curate import curate
 

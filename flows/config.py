@@ -14,12 +14,9 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from tasks import modalities
+from tasks import modalities, secrets
 from tasks.gates import GatePolicy
 from tasks.records import Settings
-
-SECRET_KEYS = {"key", "secret", "token", "password", "aws_access_key_id", "aws_secret_access_key",
-               "aws_session_token", "access_key", "secret_key"}
 
 
 class GateSettings(Settings):
@@ -52,7 +49,9 @@ class PipelineConfig(Settings):
                             "take that modality's settings")
     sources: list[_either("source")] = Field(min_length=1, description="where the raw data is")
     output: str = Field(description="output root: a local path or fsspec URL such as s3://bucket/datasets/name")
-    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for the output")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description=(
+        "fsspec options for the output; credentials as references only: key: {env: VAR} or "
+        "secret: {secret: prefect-secret-block-name}"))
     incremental: bool = Field(False, description=(
         "recurring ingest: take only source files no published version took (the ledger), dedup them against "
         "every published version, and publish a version that adds them to the latest one"))
@@ -94,7 +93,7 @@ class PipelineConfig(Settings):
 
     def redacted(self) -> dict:
         """The config as JSON data with credentials masked: what goes into logs, artifacts and manifests."""
-        return _mask(self.model_dump(mode="json"))
+        return secrets.masked(self.model_dump(mode="json"))
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.redacted(), sort_keys=True).encode()).hexdigest()
@@ -116,14 +115,6 @@ def _relocated(err: dict, loc: tuple) -> dict:
     """A pydantic error as line-error data, its location under `loc`."""
     return {"type": err["type"], "loc": (*loc, *err["loc"]), "input": err["input"],
             **({"ctx": err["ctx"]} if "ctx" in err else {})}
-
-
-def _mask(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: ("***" if k.lower() in SECRET_KEYS and v else _mask(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_mask(v) for v in value]
-    return value
 
 
 class ConfigError(ValueError):

@@ -14,7 +14,7 @@ from prefect.states import Completed, Failed
 from flows import artifacts
 from flows.config import PipelineConfig
 from flows.runtime import ConfiguredDaskTaskRunner, prefect_api, run_config
-from tasks import collect, export, gates, layout, ledger, modalities, report, stages
+from tasks import collect, export, gates, layout, ledger, modalities, report, secrets, stages
 from tasks.dedup import index as dedup_index
 from tasks.dedup.ids import RepeatedIds
 from tasks.dedup.steps import deduplicate
@@ -43,7 +43,8 @@ def curate(config: PipelineConfig) -> dict:
     """Curate the configured sources into a published, gated dataset version; returns the run summary."""
     try:
         summary = curate_once(config)
-    except (gates.GateFailed, VersionExists, export.VersionClaimed, NothingToPublish, RepeatedIds) as stop:
+    except (gates.GateFailed, VersionExists, export.VersionClaimed, NothingToPublish, RepeatedIds,
+            secrets.SecretUnavailable) as stop:
         # An expected stop: the Failed state carries the reason to the UI and the caller (as FailedRun),
         # without an engine traceback.
         return Failed(message=str(stop))
@@ -58,10 +59,14 @@ def curate_once(config: PipelineConfig) -> dict:
     modality = modalities.get(config.modality)
     started = datetime.now(timezone.utc)
     run_id = f"{started:%Y%m%d-%H%M%S}-{(runtime.flow_run.id or 'local')[:8]}"
-    store, paths = Store(config.output, config.storage_options), RunPaths(run_id)
-    files, base, dedup_settings = collect.discover(config.sources, modality), None, config.dedup
+    # credentials are resolved here, in memory: the run's parameters hold references only (tasks.secrets)
+    store = Store(config.output, secrets.resolve(config.storage_options, "storage_options"))
+    sources = [s.model_copy(update={"storage_options": secrets.resolve(s.storage_options, f"sources[{i}].storage_options")})
+               for i, s in enumerate(config.sources)]
+    paths = RunPaths(run_id)
+    files, base, dedup_settings = collect.discover(sources, modality), None, config.dedup
     if config.incremental:
-        fresh = ledger.unseen(files, ledger.read(store), lambda f: collect.file_sha256(f, config.sources))
+        fresh = ledger.unseen(files, ledger.read(store), lambda f: collect.file_sha256(f, sources))
         base = export.latest_manifest(store)
         if not fresh:
             return nothing_new(run_id, len(files), base)
@@ -78,10 +83,10 @@ def curate_once(config: PipelineConfig) -> dict:
         logger.info("run %s: %d source files in %d collect tasks -> %s", run_id, len(files), len(units),
                     store.url(*paths.root))
         collected = [f.result() for f in stages.collect_unit.map(
-            units, unmapped(config.sources), unmapped(config.collect), unmapped(config.modality), unmapped(store),
+            units, unmapped(sources), unmapped(config.collect), unmapped(config.modality), unmapped(store),
             unmapped(paths), range(len(units)), [len(u) for u in units])]
         counts["collect"] = StageCounts.total(c.counts for c in collected)
-        barren = [] if config.allow_empty else collect.barren_sources(files, collected, config.sources)
+        barren = [] if config.allow_empty else collect.barren_sources(files, collected, sources)
         if barren:
             raise NothingToPublish("; ".join(barren) + " (set allow_empty: true to publish without them)")
         shards = [s["name"] for c in collected for s in c.shards]
@@ -191,6 +196,8 @@ def nothing_new(run_id: str, files: int, latest: dict | None) -> dict:
 
 
 def run_pipeline(config: PipelineConfig) -> dict:
-    """Run the flow in this process, its tasks on the Dask cluster the config names (a local one by default)."""
+    """Run the flow in this process, its tasks on the Dask cluster the config names (a local one by default).
+    Plain credentials in `config` stay in this process's environment: the run's parameters name them."""
+    held = PipelineConfig.model_validate(secrets.held_in_environment(config.model_dump(mode="json")))
     with prefect_api():
-        return curate(config=config)
+        return curate(config=held)

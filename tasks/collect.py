@@ -43,7 +43,9 @@ class Source(Settings):
     id_field: str | None = Field(None, description="field holding the source's own id; else a hash of the source's "
                                                    "place in the list, the file's path under the source's folder "
                                                    "and the record's position, the same wherever the data is mounted")
-    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for this source")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description=(
+        "fsspec options for this source; credentials as references only: key: {env: VAR} or "
+        "secret: {secret: prefect-secret-block-name}"))
 
     def payload_fields(self) -> list[str]:
         """The fields of a table row that become the payload (the rest go to `meta`)."""
