@@ -33,6 +33,7 @@ def probe(data: bytes, max_pixels: int) -> dict:
     """Format, size, mode and alpha of a picture that decodes completely; else `Undecodable`."""
     if not data:
         raise Undecodable("empty file (0 bytes)")
+    image = None  # Image.open itself may fail with a decode error
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
