@@ -42,8 +42,22 @@ def summary_table(summary: dict, seconds: float) -> str:
 
 
 def cmd_check(args) -> int:
+    """The config's keys and values, then what a run needs: sources that match files, an output that takes
+    writes, the gates' suites. Every problem is listed, not only the first."""
     config = load_config(args.config)
-    print(f"{args.config}: valid ({len(config.sources)} sources, output {config.output})")
+    from flows.preflight import problems
+
+    found = problems(config)
+    plain = secrets.plain_secrets(config.model_dump(mode="json"))
+    if plain:
+        print(f"note: {', '.join(plain)} hold credentials in plain text: `curate run` keeps them out of the "
+              "Prefect database, `curate serve` refuses them; name them with {env: VAR} or {secret: block}",
+              file=sys.stderr)
+    if found:
+        print(f"curate: {args.config} is valid, but a run could not start:\n" + "\n".join(f"  {p}" for p in found),
+              file=sys.stderr)
+        return 1
+    print(f"{args.config}: valid ({len(config.sources)} sources, output {config.output} writable, suites found)")
     return 0
 
 

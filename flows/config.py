@@ -125,7 +125,7 @@ def describe_errors(err: ValidationError, origin: str) -> str:
     lines = [f"invalid config {origin}:"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"  {key}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}")
+        lines.append(f"  {key}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)
 
 
@@ -147,6 +147,22 @@ def _resolve_local_paths(data: dict, base: Path) -> None:
         gates["suites_dir"] = _resolve_local(gates["suites_dir"], base)
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error: YAML would keep the last one
+    without a word, and the first (the one a reader sees) would not apply."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1}; YAML would keep only the last)",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Read a YAML config; `overrides` maps dotted keys (e.g. "dask.address") to values that replace it.
 
@@ -155,7 +171,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        with path.open() as f:
+            data = yaml.load(f, Loader=UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except yaml.YAMLError as e:

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from prefect import flow, get_run_logger, runtime, unmapped
 from prefect.states import Completed, Failed
 
-from flows import artifacts
+from flows import artifacts, preflight
 from flows.config import PipelineConfig
 from flows.runtime import ConfiguredDaskTaskRunner, prefect_api, run_config
 from tasks import collect, export, gates, layout, ledger, modalities, report, secrets, stages
@@ -44,7 +44,7 @@ def curate(config: PipelineConfig) -> dict:
     try:
         summary = curate_once(config)
     except (gates.GateFailed, VersionExists, export.VersionClaimed, NothingToPublish, RepeatedIds,
-            secrets.SecretUnavailable) as stop:
+            secrets.SecretUnavailable, preflight.NotReady, collect.SourceError) as stop:
         # An expected stop: the Failed state carries the reason to the UI and the caller (as FailedRun),
         # without an engine traceback.
         return Failed(message=str(stop))
@@ -56,6 +56,7 @@ def curate(config: PipelineConfig) -> dict:
 
 def curate_once(config: PipelineConfig) -> dict:
     logger = get_run_logger()
+    preflight.ensure_ready(config)
     modality = modalities.get(config.modality)
     started = datetime.now(timezone.utc)
     run_id = f"{started:%Y%m%d-%H%M%S}-{(runtime.flow_run.id or 'local')[:8]}"

@@ -7,12 +7,40 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
+from typing import Any, get_args
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 
 class Settings(BaseModel):
-    """Base of every settings model: unknown keys are errors, never silently ignored."""
+    """Base of every settings model: unknown keys are errors, never silently ignored; `true` is no number;
+    a `min_x` above its `max_x` is an error."""
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """Pydantic reads `true` as 1 for a number; in a config that is a mistake (a misplaced key)."""
+        if isinstance(value, bool) and _numeric(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
+
+    @model_validator(mode="after")
+    def _ranges_in_order(self) -> Settings:
+        fields = type(self).model_fields
+        for name in fields:
+            upper = "max_" + name.removeprefix("min_")
+            if name.startswith("min_") and upper in fields:
+                low, high = getattr(self, name), getattr(self, upper)
+                if low is not None and high is not None and low > high:
+                    raise ValueError(f"{name} ({low}) is above {upper} ({high})")
+        return self
+
+
+def _numeric(annotation: Any) -> bool:
+    """An int or float field (optional or not) that does not also take a boolean."""
+    options = get_args(annotation) or (annotation,)
+    return any(o in (int, float) for o in options) and bool not in options
 
 
 # Every modality's records start with these; its payload columns (text, image, ...) follow.

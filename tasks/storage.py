@@ -24,6 +24,13 @@ def filesystem(url: str, storage_options: dict | None = None) -> tuple[fsspec.Ab
     return fs, path
 
 
+BUCKETED = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl")  # object stores: a path starts with a bucket
+
+
+class OutputUnusable(OSError):
+    """The output cannot take this run's files: a missing bucket, no permission. The message says which."""
+
+
 class Store:
     """The output location: a root URL plus its storage options. Cheap to pickle (holds no connection)."""
 
@@ -70,6 +77,22 @@ class Store:
                 return False
             raise
         return True
+
+    def check_writable(self) -> None:
+        """Raise OutputUnusable unless a file can be written under the root: on an object store its bucket
+        must exist (writing would create it, and curate never creates a bucket behind a user's back)."""
+        fs = self.fs
+        if fs.protocol[0] in BUCKETED:
+            bucket = self.path().split("/")[0]
+            if not fs.exists(bucket):
+                raise OutputUnusable(f"output {self.root}: bucket {bucket!r} does not exist (curate does not create "
+                                     "buckets: create it, or fix the name)")
+        probe = f".curate-probe-{uuid.uuid4().hex[:8]}"
+        try:
+            self.write_bytes(b"", probe)
+            fs.rm(self.path(probe))
+        except OSError as e:
+            raise OutputUnusable(f"output {self.root}: cannot write there ({type(e).__name__}: {e})") from None
 
     def write_json(self, obj: Any, *parts: str) -> None:
         self.write_bytes(json.dumps(obj, indent=2, sort_keys=False, default=str).encode(), *parts)

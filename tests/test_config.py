@@ -40,10 +40,49 @@ def test_overrides_and_secret_masking(tmp_path):
 
 
 def test_cli_check_exit_codes(tmp_path, capsys):
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
     assert main(["check", str(write(tmp_path, "sources: [{uri: a.jsonl}]\noutput: o\n"))]) == 0
+    assert capsys.readouterr().out == f"{tmp_path / 'c.yaml'}: valid (1 sources, output {tmp_path / 'o'} writable, suites found)\n"
     assert main(["check", str(write(tmp_path, "sources: []\noutput: o\n"))]) == 2
     assert "sources: List should have at least 1 item" in capsys.readouterr().err
     assert main(["check", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_check_names_inverted_ranges_booleans_for_numbers_and_repeated_keys(tmp_path):
+    path = write(tmp_path, "sources: [{uri: a.jsonl}]\noutput: o\npreprocess:\n  length: {min_chars: 500, max_chars: 100}\n"
+                           "  gopher_quality: {min_doc_words: true, max_doc_words: 10.5}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).splitlines() == [
+        f"invalid config {path}:",
+        "  preprocess.length: min_chars (500) is above max_chars (100)",
+        "  preprocess.gopher_quality.min_doc_words: expected a number, got true",
+        "  preprocess.gopher_quality.max_doc_words: Input should be a valid integer, got a number with a fractional part"]
+    path = write(tmp_path, "sources: [{uri: a.jsonl}]\noutput: o\ndedup: {threshold: 0.8}\noutput: p\n")
+    with pytest.raises(ConfigError, match=r"duplicate key 'output' \(first on line 2; YAML would keep only the last\)"
+                                          rf"\n  in \"{path}\", line 4, column 1"):
+        load_config(path)
+
+
+def test_check_lists_every_reason_a_run_could_not_start(tmp_path, s3, capsys, monkeypatch):
+    fs, options = s3
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    monkeypatch.delenv("CURATE_NO_SUCH_VAR", raising=False)
+    endpoint = options["client_kwargs"]["endpoint_url"]
+    path = write(tmp_path, f"sources: [{{uri: a.jsonl}}, {{uri: 'nothing/*.jsonl'}}, {{uri: 's3://curate/raw/*.jsonl', "
+                           f"storage_options: {{client_kwargs: {{endpoint_url: '{endpoint}'}}, key: {{env: CURATE_NO_SUCH_VAR}}}}}}]\n"
+                           f"output: s3://no-such-bucket/out\nstorage_options: {{client_kwargs: {{endpoint_url: '{endpoint}'}}}}\n"
+                           f"gates: {{suites_dir: suites, raw: 'off', clean: 'off', dedup: 'off'}}\n")
+    assert main(["check", str(path)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"curate: {path} is valid, but a run could not start:",
+        f"  source 1 ({tmp_path}/nothing/*.jsonl): matched no files",
+        "  sources[2].storage_options.key names the environment variable CURATE_NO_SUCH_VAR, which is not set where "
+        "the flow runs",
+        "  output s3://no-such-bucket/out: bucket 'no-such-bucket' does not exist (curate does not create buckets: "
+        "create it, or fix the name)",
+        f"  gates.export: no expectation suite for gate 'export': {tmp_path}/suites/export.json does not exist"]
+    assert not fs.exists("no-such-bucket")  # looked at, never created
 
 
 def test_run_summary_table_for_a_published_and_a_nothing_new_run():

@@ -1,0 +1,50 @@
+"""What a run needs before it starts, checked in seconds: every source matches files, the output takes
+writes (its bucket exists: none is ever created), the gates' suites are there and any named credential
+resolves. `curate check` prints every problem; a run stops on the first, before any work."""
+
+from __future__ import annotations
+
+from flows.config import PipelineConfig
+from tasks import collect, gates, modalities, secrets
+from tasks.storage import OutputUnusable, Store
+
+
+class NotReady(Exception):
+    """The run cannot start: the message names the config key and the problem."""
+
+
+def problems(config: PipelineConfig) -> list[str]:
+    """Every reason the run could not start, each naming the config key it is about."""
+    found, modality = [], modalities.get(config.modality)
+    for i, source in enumerate(config.sources):
+        try:
+            source = source.model_copy(update={"storage_options": secrets.resolve(
+                source.storage_options, f"sources[{i}].storage_options")})
+            collect.discover([source], modality)
+        except (collect.SourceError, secrets.SecretUnavailable) as e:
+            found.append(str(e).replace("source 0 ", f"source {i} ", 1))
+        except OSError as e:
+            found.append(f"source {i} ({source.uri}): cannot be listed ({type(e).__name__}: {e})")
+    return found + output_and_suites(config)
+
+
+def output_and_suites(config: PipelineConfig) -> list[str]:
+    """What the run checks itself before it reads anything (its sources it lists anyway)."""
+    found = []
+    try:
+        Store(config.output, secrets.resolve(config.storage_options, "storage_options")).check_writable()
+    except (OutputUnusable, secrets.SecretUnavailable) as e:
+        found.append(str(e))
+    for gate in gates.GATES:
+        if getattr(config.gates, gate) != "off":
+            try:
+                gates.load_suite(gate, config.modality, config.gates.suites_dir, config.redacted())
+            except (FileNotFoundError, ValueError) as e:
+                found.append(f"gates.{gate}: {e}")
+    return found
+
+
+def ensure_ready(config: PipelineConfig) -> None:
+    found = output_and_suites(config)
+    if found:
+        raise NotReady("the run cannot start: " + "; ".join(found))
