@@ -1,7 +1,8 @@
 """`curate`: run or check a pipeline config, or operate it with a Prefect server.
 
-    curate run CONFIG [--output URL] [--dask-address tcp://host:8786]
+    curate run CONFIG [--output URL] [--dask-address tcp://host:8786] [--resume [RUN_ID]]
     curate check CONFIG
+    curate gc CONFIG [--dry-run]
     curate server [--host 127.0.0.1] [--port 4200]
     curate serve CONFIG [--cron "0 3 * * *"] [--name NAME]
 """
@@ -32,6 +33,9 @@ def summary_table(summary: dict, seconds: float) -> str:
                 f"source files were ingested already{latest}")
     noun = modalities.get(summary.get("modality", "text")).noun
     lines = [f"run {summary['run_id']} finished in {seconds:.1f} s", "", text_tables(summary["stages"], noun)]
+    if summary.get("resumed"):
+        lines += ["", f"resumed run {summary['run_id']}: {summary['resumed']['collect']} collect units and "
+                      f"{summary['resumed']['preprocess']} preprocess shards were taken as they were"]
     lines += ["", "gates: " + ", ".join(f"{g} {'off' if ok is None else 'passed' if ok else 'FAILED (warn)'}"
                                         for g, ok in summary["gates"].items()),
               "splits: " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()),
@@ -71,11 +75,31 @@ def cmd_run(args) -> int:
     logging.getLogger("distributed").setLevel(logging.ERROR)
     started = time.perf_counter()
     try:
-        summary = run_pipeline(config)
+        summary = run_pipeline(config, args.resume)
     except FailedRun as stop:  # a gate stopped the run: its state message is the whole story
         print(f"\ncurate: run failed: {stop}", file=sys.stderr)
         return 1
     print("\n" + summary_table(summary, time.perf_counter() - started))
+    return 0
+
+
+def cmd_gc(args) -> int:
+    """Remove from the output what no published version needs: folders of failed or killed runs, uncommitted
+    version or index folders and stale claims; a live run's are left alone."""
+    config = load_config(args.config, {"output": args.output})
+    from tasks import runs
+    from tasks.storage import Store
+
+    store = Store(config.output, secrets.resolve(config.storage_options, "storage_options"))
+    if not args.dry_run:
+        for dead in runs.release_dead(store):
+            print(f"released killed run {dead['run_id']}: its claim and uncommitted version {dead['version']}")
+    found = runs.garbage(store)
+    for url in found:
+        print(("would remove " if args.dry_run else "removed ") + url)
+        if not args.dry_run:
+            store.fs.rm(store.fs._strip_protocol(url), recursive=True)
+    print(f"{len(found)} {'to remove' if args.dry_run else 'removed'}")
     return 0
 
 
@@ -127,7 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("config")
     run.add_argument("--output", help="output root; overrides the config's `output`")
     run.add_argument("--dask-address", help="existing Dask scheduler, e.g. tcp://127.0.0.1:8786")
+    run.add_argument("--resume", nargs="?", const="last", metavar="RUN_ID",
+                     help="continue a failed or killed run (default: the last one with this config): its finished "
+                          "shards are not redone")
     run.set_defaults(func=cmd_run)
+    gc = sub.add_parser("gc", help="remove failed runs' folders and uncommitted versions from the output")
+    gc.add_argument("config")
+    gc.add_argument("--output", help="output root; overrides the config's `output`")
+    gc.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    gc.set_defaults(func=cmd_gc)
     check = sub.add_parser("check", help="validate a config file and exit")
     check.add_argument("config")
     check.set_defaults(func=cmd_check)

@@ -13,8 +13,8 @@ from prefect.states import Completed, Failed
 
 from flows import artifacts, preflight
 from flows.config import PipelineConfig
-from flows.runtime import ConfiguredDaskTaskRunner, prefect_api, run_config
-from tasks import collect, export, gates, layout, ledger, modalities, report, secrets, stages
+from flows.runtime import ConfiguredDaskTaskRunner, mark_crashed, prefect_api, run_config
+from tasks import collect, export, gates, layout, ledger, modalities, report, runs, secrets, stages
 from tasks.dedup import index as dedup_index
 from tasks.dedup.ids import RepeatedIds
 from tasks.dedup.steps import deduplicate
@@ -39,12 +39,13 @@ def run_name() -> str:
 
 
 @flow(name="curate", log_prints=True, flow_run_name=run_name, task_runner=ConfiguredDaskTaskRunner())
-def curate(config: PipelineConfig) -> dict:
-    """Curate the configured sources into a published, gated dataset version; returns the run summary."""
+def curate(config: PipelineConfig, resume: str | None = None) -> dict:
+    """Curate the configured sources into a published, gated dataset version; returns the run summary.
+    `resume`: a failed run's id (or "last") whose finished shards this run takes instead of redoing them."""
     try:
-        summary = curate_once(config)
+        summary = curate_once(config, resume)
     except (gates.GateFailed, VersionExists, export.VersionClaimed, NothingToPublish, RepeatedIds,
-            secrets.SecretUnavailable, preflight.NotReady, collect.SourceError) as stop:
+            secrets.SecretUnavailable, preflight.NotReady, collect.SourceError, runs.CannotResume) as stop:
         # An expected stop: the Failed state carries the reason to the UI and the caller (as FailedRun),
         # without an engine traceback.
         return Failed(message=str(stop))
@@ -54,105 +55,132 @@ def curate(config: PipelineConfig) -> dict:
     return summary
 
 
-def curate_once(config: PipelineConfig) -> dict:
+def curate_once(config: PipelineConfig, resume: str | None = None) -> dict:
+    """Set the run up (output, sources, files, version, the run to resume), then run the pipeline under the
+    version's claim, recording how the run ends; a run that does not publish leaves no version behind."""
     logger = get_run_logger()
     preflight.ensure_ready(config)
     modality = modalities.get(config.modality)
-    started = datetime.now(timezone.utc)
-    run_id = f"{started:%Y%m%d-%H%M%S}-{(runtime.flow_run.id or 'local')[:8]}"
     # credentials are resolved here, in memory: the run's parameters hold references only (tasks.secrets)
     store = Store(config.output, secrets.resolve(config.storage_options, "storage_options"))
     sources = [s.model_copy(update={"storage_options": secrets.resolve(s.storage_options, f"sources[{i}].storage_options")})
                for i, s in enumerate(config.sources)]
-    paths = RunPaths(run_id)
+    for dead in runs.release_dead(store):
+        logger.warning("run %s was killed (its process is gone); its claim and uncommitted files are removed, "
+                       "its finished shards kept for --resume", dead["run_id"])
+        mark_crashed(dead)
+    started = datetime.now(timezone.utc)
     files, base, dedup_settings = collect.discover(sources, modality), None, config.dedup
     if config.incremental:
         fresh = ledger.unseen(files, ledger.read(store), lambda f: collect.file_sha256(f, sources))
         base = export.latest_manifest(store)
         if not fresh:
-            return nothing_new(run_id, len(files), base)
+            return nothing_new(f"{started:%Y%m%d-%H%M%S}-{(runtime.flow_run.id or 'local')[:8]}", len(files), base)
         logger.info("incremental: %d of %d source files are new or changed", len(fresh), len(files))
         files, dedup_settings = fresh, config.dedup.model_copy(update={"against_published": True})
-    version = config.export.version or export.new_version()
+    identity = runs.file_identity(files)
+    if resume:
+        previous = runs.to_resume(store, None if resume == "last" else resume, config.fingerprint(), identity)
+        run_id, version = previous["run_id"], previous["version"]
+        logger.info("resuming run %s (version %s): finished shards are taken as they are", run_id, version)
+    else:
+        run_id = f"{started:%Y%m%d-%H%M%S}-{(runtime.flow_run.id or 'local')[:8]}"
+        version = config.export.version or export.new_version()
+    paths = RunPaths(run_id)
     with export.claimed(store, version, run_id):
         if store.exists(*layout.version(version, "manifest.json")):
             raise VersionExists(f"version {version!r} is already published at {store.url(*layout.version(version))}; "
                                 "set export.version to a new name or leave it empty for a timestamp")
-        counts, gate_results = {}, []
-
-        units = collect.plan_units(files, config.collect.unit_bytes)
-        logger.info("run %s: %d source files in %d collect tasks -> %s", run_id, len(files), len(units),
-                    store.url(*paths.root))
-        collected = [f.result() for f in stages.collect_unit.map(
-            units, unmapped(sources), unmapped(config.collect), unmapped(config.modality), unmapped(store),
-            unmapped(paths), range(len(units)), [len(u) for u in units])]
-        counts["collect"] = StageCounts.total(c.counts for c in collected)
-        barren = [] if config.allow_empty else collect.barren_sources(files, collected, sources)
-        if barren:
-            raise NothingToPublish("; ".join(barren) + " (set allow_empty: true to publish without them)")
-        shards = [s["name"] for c in collected for s in c.shards]
-        gate_results.append(run_gate("raw", store, paths, [paths.stage("collect", s) for s in shards], shards, config))
-
-        counts["preprocess"] = StageCounts.total(f.result() for f in stages.preprocess_shard.map(
-            unmapped(store), unmapped(paths), shards, unmapped(config.modality), unmapped(config.preprocess)))
-        gate_results.append(run_gate("clean", store, paths, [paths.stage("preprocess", s) for s in shards], shards,
-                                     config))
-
-        counts["dedup"], clustering = deduplicate(store, paths, shards, version, counts["preprocess"].kept,
-                                                  dedup_settings, stages.run_as_tasks)
-        logger.info("dedup: %s; %s", counts["dedup"], clustering)
+        record = runs.begin(store, paths, runtime.flow_run.id, config.fingerprint(), version, identity)
         try:
-            gate_results.append(run_gate("dedup", store, paths, [paths.stage("dedup", s) for s in shards], shards,
-                                         config))
-        except gates.GateFailed:
-            store.remove(*layout.index(version))
+            summary = pipeline(config, store, sources, files, paths, version, base, dedup_settings, started)
+        except BaseException as e:  # a gate, an error, Ctrl-C or SIGTERM: nothing half-published stays
+            runs.remove_uncommitted(store, version)
+            runs.end(store, record, "failed", f"{type(e).__name__}: {e}")
             raise
-
-        if not counts["dedup"].kept and not config.allow_empty:
-            store.remove(*layout.index(version))
-            raise NothingToPublish(f"nothing to publish: every record was removed ({counts_line(counts)}); "
-                                   "set allow_empty: true to publish an empty version")
-        exported = {split: stages.export_split.submit(store, [paths.stage("dedup", s) for s in shards], split,
-                                                      config.export, version, config.modality)
-                    for split in export.SPLITS}
-        splits = {split: f.result() for split, f in exported.items()}
-        names = [s["path"] for split in splits.values() for s in split["shards"]]
-        written = [layout.version(version, name) for name in names]
-        exported_rows = sum(s["rows"] for s in splits.values())
-        counts["export"] = StageCounts(counts["dedup"].kept, exported_rows)
-        try:
-            gate_results.append(run_gate("export", store, paths, written, names, config))
-        except gates.GateFailed:
-            store.remove(*layout.version(version))  # never leave an unpublished version's shards or index behind
-            store.remove(*layout.index(version))
-            raise
-
-        stage_counts = {name: c.as_dict() for name, c in counts.items()}
-        sources = [f for c in collected for f in c.files]
-        manifest = {
-            "name": config.export.name, "version": version, "modality": config.modality, "run_id": run_id,
-            "created": started.isoformat(),
-            **export.describe_version(version, splits, base),
-            "stages": stage_counts, "dedup": clustering, "config": config.redacted(),
-            "config_hash": config.fingerprint(), "sources": sources,
-            "gates": [{k: g[k] for k in ("gate", "policy", "success")} | {"expectations": g.get("expectations", [])}
-                      for g in gate_results],
-        }
-        examples = report.gather_examples(store, paths, shards, written)
-        report_html = report.render(manifest, modality.charts(manifest), modality.noun,
-                                    report.examples_html(examples, modality.example, modality.noun))
-        ledger.record(store, version, sources)
-        export.publish(store, version, manifest, export.dataset_card(manifest, modality.noun, modality.card(manifest)),
-                       report_html)
-        dedup_index.commit(store, version, shards, exported_rows, dedup_settings)
-        summary = {"run_id": run_id, "modality": config.modality, "version": version,
-                   "published": store.url(*layout.version(version)), "stages": stage_counts,
-                   "splits": {k: v["rows"] for k, v in splits.items()}, "documents": manifest["documents"],
-                   "base_version": manifest["base_version"], "gates": {g["gate"]: g["success"] for g in gate_results}}
-        artifacts.publish_summary(summary, store.url(*layout.version(version, "report.html")))
-        logger.info("published %s (%d %s, %d added)", summary["published"], summary["documents"], modality.noun,
-                    exported_rows)
+        runs.end(store, record, "published")
         return summary
+
+
+def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, paths: RunPaths, version: str,
+             base: dict | None, dedup_settings, started: datetime) -> dict:
+    """collect -> gate raw -> preprocess -> gate clean -> dedup -> gate dedup -> export -> gate export ->
+    publish. A shard (or collect unit) a failed run finished is taken from its record, not redone."""
+    logger, modality = get_run_logger(), modalities.get(config.modality)
+    counts, gate_results, resumed = {}, [], {}
+
+    units = collect.plan_units(files, config.collect.unit_bytes)
+    logger.info("run %s: %d source files in %d collect tasks -> %s", paths.run_id, len(files), len(units),
+                store.url(*paths.root))
+    done = runs.completed(store, paths, "collect")
+    todo = [i for i in range(len(units)) if collect.unit_name(i) not in done]
+    fresh = stages.collect_unit.map([units[i] for i in todo], unmapped(sources), unmapped(config.collect),
+                                    unmapped(config.modality), unmapped(store), unmapped(paths), todo,
+                                    [len(units[i]) for i in todo])
+    collected = {i: f.result() for i, f in zip(todo, fresh)}
+    collected = [collected.get(i) or collect.Collected.of(done[collect.unit_name(i)]) for i in range(len(units))]
+    resumed["collect"] = len(units) - len(todo)
+    counts["collect"] = StageCounts.total(c.counts for c in collected)
+    barren = [] if config.allow_empty else collect.barren_sources(files, collected, sources)
+    if barren:
+        raise NothingToPublish("; ".join(barren) + " (set allow_empty: true to publish without them)")
+    shards = [s["name"] for c in collected for s in c.shards]
+    gate_results.append(run_gate("raw", store, paths, [paths.stage("collect", s) for s in shards], shards, config))
+
+    done = runs.completed(store, paths, "preprocess")
+    todo = [s for s in shards if s not in done]
+    fresh = stages.preprocess_shard.map(unmapped(store), unmapped(paths), todo, unmapped(config.modality),
+                                        unmapped(config.preprocess))
+    preprocessed = {s: f.result() for s, f in zip(todo, fresh)}
+    resumed["preprocess"] = len(shards) - len(todo)
+    counts["preprocess"] = StageCounts.total(preprocessed.get(s) or StageCounts.of_dict(done[s]) for s in shards)
+    gate_results.append(run_gate("clean", store, paths, [paths.stage("preprocess", s) for s in shards], shards,
+                                 config))
+
+    counts["dedup"], clustering = deduplicate(store, paths, shards, version, counts["preprocess"].kept,
+                                              dedup_settings, stages.run_as_tasks)
+    logger.info("dedup: %s; %s", counts["dedup"], clustering)
+    gate_results.append(run_gate("dedup", store, paths, [paths.stage("dedup", s) for s in shards], shards, config))
+    if not counts["dedup"].kept and not config.allow_empty:
+        raise NothingToPublish(f"nothing to publish: every record was removed ({counts_line(counts)}); "
+                               "set allow_empty: true to publish an empty version")
+
+    exported = {split: stages.export_split.submit(store, [paths.stage("dedup", s) for s in shards], split,
+                                                  config.export, version, config.modality)
+                for split in export.SPLITS}
+    splits = {split: f.result() for split, f in exported.items()}
+    names = [s["path"] for split in splits.values() for s in split["shards"]]
+    written = [layout.version(version, name) for name in names]
+    exported_rows = sum(s["rows"] for s in splits.values())
+    counts["export"] = StageCounts(counts["dedup"].kept, exported_rows)
+    gate_results.append(run_gate("export", store, paths, written, names, config))
+
+    stage_counts = {name: c.as_dict() for name, c in counts.items()}
+    manifest = {
+        "name": config.export.name, "version": version, "modality": config.modality, "run_id": paths.run_id,
+        "created": started.isoformat(),
+        **export.describe_version(version, splits, base),
+        "stages": stage_counts, "dedup": clustering, "config": config.redacted(),
+        "config_hash": config.fingerprint(), "sources": [f for c in collected for f in c.files],
+        "gates": [{k: g[k] for k in ("gate", "policy", "success")} | {"expectations": g.get("expectations", [])}
+                  for g in gate_results],
+    }
+    examples = report.gather_examples(store, paths, shards, written)
+    report_html = report.render(manifest, modality.charts(manifest), modality.noun,
+                                report.examples_html(examples, modality.example, modality.noun))
+    ledger.record(store, version, manifest["sources"])
+    export.publish(store, version, manifest, export.dataset_card(manifest, modality.noun, modality.card(manifest)),
+                   report_html)
+    dedup_index.commit(store, version, shards, exported_rows, dedup_settings)
+    summary = {"run_id": paths.run_id, "modality": config.modality, "version": version,
+               "published": store.url(*layout.version(version)), "stages": stage_counts,
+               "splits": {k: v["rows"] for k, v in splits.items()}, "documents": manifest["documents"],
+               "base_version": manifest["base_version"], "gates": {g["gate"]: g["success"] for g in gate_results},
+               "resumed": resumed if any(resumed.values()) else None}
+    artifacts.publish_summary(summary, store.url(*layout.version(version, "report.html")))
+    logger.info("published %s (%d %s, %d added)", summary["published"], summary["documents"], modality.noun,
+                exported_rows)
+    return summary
 
 
 def counts_line(counts: dict[str, StageCounts]) -> str:
@@ -196,9 +224,9 @@ def nothing_new(run_id: str, files: int, latest: dict | None) -> dict:
     return summary
 
 
-def run_pipeline(config: PipelineConfig) -> dict:
+def run_pipeline(config: PipelineConfig, resume: str | None = None) -> dict:
     """Run the flow in this process, its tasks on the Dask cluster the config names (a local one by default).
     Plain credentials in `config` stay in this process's environment: the run's parameters name them."""
     held = PipelineConfig.model_validate(secrets.held_in_environment(config.model_dump(mode="json")))
     with prefect_api():
-        return curate(config=held)
+        return curate(config=held, resume=resume)

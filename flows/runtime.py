@@ -1,13 +1,19 @@
 """Where a run executes: its Dask cluster (from the run's own config) and the Prefect API its workers
 report to. Plumbing only; the pipeline itself is in `flows.curate`."""
 
+import ctypes
+import functools
 import os
+import signal
+import subprocess
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Mapping
 
 from prefect.context import FlowRunContext
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
+from prefect.server.api import server as prefect_server_module
 from prefect.server.api.server import SubprocessASGIServer
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_dask import DaskTaskRunner
@@ -47,6 +53,28 @@ class ConfiguredDaskTaskRunner(DaskTaskRunner):
         return super().client
 
 
+def die_with_parent() -> None:
+    """In a child process before exec: the kernel sends it SIGTERM when its parent dies, even by SIGKILL."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+class OrphanFreeServer(SubprocessASGIServer):
+    """The temporary Prefect server, which ends with `curate run` however it ends: killed with -9, the
+    server would otherwise live on, re-parented, holding 200 MB and its port."""
+
+    def _run_uvicorn_command(self):
+        popen = prefect_server_module.subprocess.Popen
+        prefect_server_module.subprocess = SimpleNamespace(
+            **{**vars(subprocess), "Popen": functools.partial(popen, preexec_fn=die_with_parent)})
+        try:
+            return super()._run_uvicorn_command()
+        finally:
+            prefect_server_module.subprocess = subprocess
+
+
 @contextmanager
 def prefect_api():
     """Make sure the flow and its Dask workers talk to one Prefect API.
@@ -58,7 +86,7 @@ def prefect_api():
     if PREFECT_API_URL.value():
         yield
         return
-    server = SubprocessASGIServer()
+    server = OrphanFreeServer()
     server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")))
     os.environ["PREFECT_API_URL"] = server.api_url
     try:
@@ -70,3 +98,22 @@ def prefect_api():
         EventsWorker.drain_all(timeout=10)
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()
+
+
+def mark_crashed(record: dict) -> None:
+    """Show a killed run as Crashed in the UI: its flow run, if this API knows it and it still shows as
+    running (a killed process cannot say so itself)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Crashed
+
+    if not record.get("flow_run_id"):
+        return
+    with get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(record["flow_run_id"])
+        except ObjectNotFound:  # recorded by another Prefect server
+            return
+        if run.state is None or not run.state.is_final():
+            client.set_flow_run_state(run.id, Crashed(message=f"process {record['pid']} on {record['host']} was "
+                                                              "killed before the run ended"), force=True)

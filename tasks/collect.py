@@ -461,6 +461,19 @@ class Collected:
     files: list[dict]   # per source file: uri, bytes, stamp, sha256, records, quarantined (the ledger's rows)
     first_errors: dict[str, str] = field(default_factory=dict)  # file URI -> its first quarantine, with the line
 
+    def as_dict(self) -> dict:
+        return {"counts": self.counts.as_dict(), "shards": self.shards, "files": self.files,
+                "first_errors": self.first_errors}
+
+    @classmethod
+    def of(cls, data: dict) -> Collected:
+        return cls(StageCounts.of_dict(data["counts"]), data["shards"], data["files"], data["first_errors"])
+
+
+def unit_name(unit: int) -> str:
+    """What a collect unit's completion is recorded under (tasks.runs)."""
+    return f"unit-{unit:05d}"
+
 
 def barren_sources(files: list[InputFile], collected: list[Collected], sources: list[Source]) -> list[str]:
     """Why each source that yielded files but no record is barren: a typo in a field name quarantines every

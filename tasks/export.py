@@ -270,8 +270,7 @@ def claimed(store: Store, version: str, run_id: str):
     block checks that the version is not published yet: only the claim holder's check counts."""
     claim = layout.claim(version)
     if not store.create_exclusive(f"{run_id}\n".encode(), *claim):
-        with store.fs.open(store.path(*claim), "rb") as f:
-            holder = f.read().decode().strip()
+        holder = store.read_bytes(*claim).decode().strip()
         raise VersionClaimed(f"version {version!r} is being published by run {holder}; choose another export.version "
                              f"(if that run died, delete {store.url(*claim)})")
     try:

@@ -1,6 +1,8 @@
 """Every path curate writes under the output root, built here and nowhere else (DESIGN 3 and 9).
 
+    runs/<run_id>/_run.json                          the run's record: host, pid, config, files, status
     runs/<run_id>/<stage>/part-*.parquet             a stage's kept rows
+    runs/<run_id>/<stage>/_done/<name>.json          a shard's result, once its outputs are written
     runs/<run_id>/<stage>/_rejected/part-*.parquet   its rejected rows, with rule and reason
     runs/<run_id>/collect/_quarantine/part-*.parquet input that could not become a record
     runs/<run_id>/dedup/_quarantine/part-*.parquet   records whose id an earlier record holds
@@ -45,6 +47,10 @@ class RunPaths:
 
     def gate(self, gate: str, *parts: str) -> Parts:
         return (*self.root, "reports", "gates", gate, *parts)
+
+    def record(self) -> Parts:
+        """The run's record (tasks.runs): who runs it, with what, and how it ended."""
+        return (*self.root, "_run.json")
 
     def gate_result(self, gate: str) -> Parts:
         return (*self.root, "reports", "gates", f"{gate}.json")

@@ -85,6 +85,10 @@ class StageCounts:
     def as_dict(self) -> dict:
         return {"in": self.entered, "kept": self.kept, "rejected": dict(self.rejected), "quarantined": self.quarantined}
 
+    @classmethod
+    def of_dict(cls, data: dict) -> StageCounts:
+        return cls(data["in"], data["kept"], dict(data["rejected"]), data["quarantined"])
+
 
 @dataclass
 class Check:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from prefect import task, unmapped
 
-from tasks import collect, export, gates, modalities
+from tasks import collect, export, gates, modalities, runs
 from tasks.dedup import steps as dedup_steps
 from tasks.layout import RunPaths
 from tasks.records import StageCounts
@@ -28,7 +28,9 @@ IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=tra
 @task(name="collect", task_run_name="collect unit {unit} ({n_files} files)", **IO_RETRIES)
 def collect_unit(files: list[collect.InputFile], sources: list[collect.Source], settings: collect.CollectSettings,
                  modality: str, store: Store, paths: RunPaths, unit: int, n_files: int) -> collect.Collected:
-    return collect.collect_unit(files, sources, settings, modalities.get(modality), store, paths, unit)
+    result = collect.collect_unit(files, sources, settings, modalities.get(modality), store, paths, unit)
+    runs.mark_done(store, paths, "collect", collect.unit_name(unit), result.as_dict())
+    return result
 
 
 @task(name="preprocess", task_run_name="preprocess {shard}", **IO_RETRIES)
@@ -36,7 +38,9 @@ def preprocess_shard(store: Store, paths: RunPaths, shard: str, modality: str, s
     table = store.read_table(*paths.stage("collect", shard))
     kept, rejected = modalities.get(modality).preprocess_shard(table, settings)
     dedup_steps.write_stage_outputs(store, paths, "preprocess", shard, kept, rejected)
-    return StageCounts.of(table.num_rows, kept, rejected)
+    counts = StageCounts.of(table.num_rows, kept, rejected)
+    runs.mark_done(store, paths, "preprocess", shard, counts.as_dict())
+    return counts
 
 
 @task(name="export", task_run_name="export {split}", **IO_RETRIES)

@@ -94,6 +94,10 @@ class Store:
         except OSError as e:
             raise OutputUnusable(f"output {self.root}: cannot write there ({type(e).__name__}: {e})") from None
 
+    def read_bytes(self, *parts: str) -> bytes:
+        with self.fs.open(self.path(*parts), "rb") as f:
+            return f.read()
+
     def write_json(self, obj: Any, *parts: str) -> None:
         self.write_bytes(json.dumps(obj, indent=2, sort_keys=False, default=str).encode(), *parts)
 

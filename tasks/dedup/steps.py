@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks import dedup, layout
+from tasks import dedup, layout, runs
 from tasks.dedup import ids as dedup_ids
 from tasks.dedup import index as dedup_index
 from tasks.dedup.index import KeySource
@@ -50,6 +50,7 @@ def sketch(shard: str, store: Store, paths: RunPaths, settings: dedup.DedupSetti
     keys, docs = dedup.sketch_shard(table, settings, score)
     store.write_table(keys, *paths.work("keys", shard), row_group_size=max(1, table.num_rows))
     store.write_table(docs, *paths.work("docs", shard))
+    runs.mark_done(store, paths, "dedup", f"sketch-{shard}", {"rows": table.num_rows})
     return table.num_rows
 
 
@@ -149,7 +150,8 @@ def deduplicate(store: Store, paths: RunPaths, shards: list[str], version: str, 
                 settings: dedup.DedupSettings, run: Executor = run_serially) -> tuple[StageCounts, dict]:
     """Sketch per shard, candidates per band and key range, one clustering, a filter per shard (DESIGN 6).
     Reads `<run>/preprocess/<shard>`, writes `<run>/dedup/` and the version's uncommitted index."""
-    run(sketch, shards, store=store, paths=paths, settings=settings)
+    sketched = runs.completed(store, paths, "dedup")  # a resumed run's finished sketches
+    run(sketch, [s for s in shards if f"sketch-{s}" not in sketched], store=store, paths=paths, settings=settings)
     sources = dedup_index.run_sources(paths, shards)
     if settings.against_published:
         published, published_docs = dedup_index.published_sources(store, settings)
