@@ -251,12 +251,26 @@ def read_parquet(f, batch_rows: int) -> Iterator[tuple[int, dict | Malformed]]:
     row = 0
     try:
         for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows):
-            for obj in batch.to_pylist():
+            for obj in rows_of(batch):
                 row += 1
                 yield row, obj
     except (pa.ArrowException, OSError) as e:
         where = "not a Parquet file" if row == 0 else f"unreadable after row {row}, the rest of the file was not read"
         yield row + 1, Malformed(f"{where}: {e}")
+
+
+def rows_of(batch: pa.RecordBatch) -> Iterator[dict | Malformed]:
+    """A batch's rows as dicts; a row whose strings are not valid UTF-8 (Parquet does not check) is Malformed."""
+    try:
+        yield from batch.to_pylist()
+        return
+    except UnicodeDecodeError:
+        pass
+    for i in range(batch.num_rows):
+        try:
+            yield batch.slice(i, 1).to_pylist()[0]
+        except UnicodeDecodeError as e:
+            yield Malformed(f"invalid UTF-8 in a string value (byte {e.start}): the row cannot become a record")
 
 
 def read_csv(f) -> Iterator[tuple[int, dict | Malformed]]:

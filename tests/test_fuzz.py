@@ -151,3 +151,17 @@ def test_the_seeds_themselves_are_read_whole():
                                   Store(str(Path(tmp) / "out")), PATHS, 0)
             assert (result.files[0]["records"], result.files[0]["quarantined"]) == (expected.get(ext, 1),
                                                                                    1 if ext == "parquet" else 0), ext
+
+
+def test_a_parquet_string_with_invalid_utf8_costs_its_row_only(tmp_path):
+    """Found by the fuzzer: Parquet does not check UTF-8, and one flipped bit ended the whole file in a crash."""
+    data = mutate(SEEDS["parquet"][1], [("flip", 24, b"\x07")])
+    (tmp_path / "f.parquet").write_bytes(data)
+    sources = [modalities.get("text").source(uri=str(tmp_path / "f.parquet"))]
+    text = modalities.get("text")
+    result = collect_unit(discover(sources, text), sources, text.collect(), text, Store(str(tmp_path / "out")), PATHS, 0)
+    bad = pq.read_table(tmp_path / "out/runs/fuzz/collect/_quarantine/part-00000.parquet").to_pylist()
+    assert [(b["line"], b["error"]) for b in bad] == [
+        (1, "invalid UTF-8 in a string value (byte 0): the row cannot become a record"),
+        (2, "text field 'text' is null, expected a string")]
+    assert (result.files[0]["records"], result.files[0]["quarantined"]) == (1, 2)
