@@ -7,12 +7,15 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
 from prefect.exceptions import FailedRun
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from conftest import CURATE, E2E, ROOT, e2e_config, wait_for
 from flows.config import PipelineConfig, load_config
@@ -150,3 +153,54 @@ def test_gc_removes_what_no_published_version_needs_and_spares_live_runs(tmp_pat
         f"removed {root}/index/v2", "4 removed"]
     assert sorted(str(p.relative_to(root)) for p in root.glob("*/*")) == [
         "index/v1", "index/v3", "runs/r-live", "runs/r-published", "versions/v1", "versions/v3"]
+
+
+def test_a_worker_killed_mid_stage_costs_nothing(prefect_server, tmp_path):
+    """The test's own scheduler and two workers (no nanny: a killed worker stays dead); one is killed with
+    -9 while preprocess runs, Dask reruns its tasks on the other, and the version is the one a run on an
+    undisturbed cluster publishes."""
+    from conftest import free_port
+
+    url, _, _ = prefect_server
+    port = free_port()
+    env = {**os.environ, "PREFECT_API_URL": f"{url}/api", "PYTHONPATH": str(ROOT)}
+    dask = [str(Path(sys.executable).parent / "dask")]
+    logs = open(tmp_path / "dask.log", "w")
+    scheduler = subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                                 env=env, stdout=logs, stderr=logs)
+    workers = [subprocess.Popen([*dask, "worker", f"tcp://127.0.0.1:{port}", "--no-nanny", "--nthreads", "1",
+                                 "--no-dashboard", "--name", f"w{i}"], env=env, stdout=logs, stderr=logs)
+               for i in range(2)]
+    try:
+        settings = {"collect": {"shard_rows": 10}, "export": {"version": "v1"},
+                    "gates": {"raw": "off", "clean": "off", "dedup": "off", "export": "off"}}
+        config = e2e_config(str(E2E / "*.jsonl*"), str(tmp_path / "out")) | settings | {
+            "dask": {"address": f"tcp://127.0.0.1:{port}"}}
+        from distributed import Client
+
+        with Client(f"tcp://127.0.0.1:{port}", timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+        out = tmp_path / "out"
+
+        def kill_one_worker_mid_preprocess():
+            wait_for(lambda: list(out.glob("runs/*/preprocess/_done/*.json")), 300, "preprocess")
+            workers[0].send_signal(signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_one_worker_mid_preprocess)
+        killer.start()
+        with temporary_settings(updates={PREFECT_API_URL: f"{url}/api"}):
+            summary = run_pipeline(PipelineConfig.model_validate(config))
+        killer.join()
+        assert workers[0].wait(timeout=5) == -signal.SIGKILL
+        (run,) = list(out.glob("runs/*"))
+        done = sorted(p.name for p in run.glob("preprocess/_done/*.json"))
+        assert len(done) == 13  # every shard, the killed worker's among them, was preprocessed
+    finally:
+        for p in [*workers, scheduler]:
+            p.terminate()
+            p.wait(timeout=30)
+        logs.close()
+    reference = run_pipeline(PipelineConfig.model_validate(
+        e2e_config(str(E2E / "*.jsonl*"), str(tmp_path / "reference")) | settings))
+    assert summary["stages"] == reference["stages"]
+    assert exported_rows(out, "v1") == exported_rows(tmp_path / "reference", "v1") != {}
