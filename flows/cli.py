@@ -95,10 +95,10 @@ def cmd_gc(args) -> int:
         for dead in runs.release_dead(store):
             print(f"released killed run {dead['run_id']}: its claim and uncommitted version {dead['version']}")
     found = runs.garbage(store)
-    for url in found:
-        print(("would remove " if args.dry_run else "removed ") + url)
+    for parts in found:
+        print(("would remove " if args.dry_run else "removed ") + store.url(*parts))
         if not args.dry_run:
-            store.fs.rm(store.fs._strip_protocol(url), recursive=True)
+            store.remove(*parts)
     print(f"{len(found)} {'to remove' if args.dry_run else 'removed'}")
     return 0
 

@@ -59,12 +59,12 @@ def curate_once(config: PipelineConfig, resume: str | None = None) -> dict:
     """Set the run up (output, sources, files, version, the run to resume), then run the pipeline under the
     version's claim, recording how the run ends; a run that does not publish leaves no version behind."""
     logger = get_run_logger()
-    preflight.ensure_ready(config)
     modality = modalities.get(config.modality)
     # credentials are resolved here, in memory: the run's parameters hold references only (tasks.secrets)
     store = Store(config.output, secrets.resolve(config.storage_options, "storage_options"))
     sources = [s.model_copy(update={"storage_options": secrets.resolve(s.storage_options, f"sources[{i}].storage_options")})
                for i, s in enumerate(config.sources)]
+    preflight.ensure_ready(config, store)
     for dead in runs.release_dead(store):
         logger.warning("run %s was killed (its process is gone); its claim and uncommitted files are removed, "
                        "its finished shards kept for --resume", dead["run_id"])
@@ -75,7 +75,7 @@ def curate_once(config: PipelineConfig, resume: str | None = None) -> dict:
         fresh = ledger.unseen(files, ledger.read(store), lambda f: collect.file_sha256(f, sources))
         base = export.latest_manifest(store)
         if not fresh:
-            return nothing_new(f"{started:%Y%m%d-%H%M%S}-{(runtime.flow_run.id or 'local')[:8]}", len(files), base)
+            return nothing_new(new_run_id(started), len(files), base)
         logger.info("incremental: %d of %d source files are new or changed", len(fresh), len(files))
         files, dedup_settings = fresh, config.dedup.model_copy(update={"against_published": True})
     identity = runs.file_identity(files)
@@ -84,7 +84,7 @@ def curate_once(config: PipelineConfig, resume: str | None = None) -> dict:
         run_id, version = previous["run_id"], previous["version"]
         logger.info("resuming run %s (version %s): finished shards are taken as they are", run_id, version)
     else:
-        run_id = f"{started:%Y%m%d-%H%M%S}-{(runtime.flow_run.id or 'local')[:8]}"
+        run_id = new_run_id(started)
         version = config.export.version or export.new_version()
     paths = RunPaths(run_id)
     with export.claimed(store, version, run_id):
@@ -100,6 +100,10 @@ def curate_once(config: PipelineConfig, resume: str | None = None) -> dict:
             raise
         runs.end(store, record, "published")
         return summary
+
+
+def new_run_id(started: datetime) -> str:
+    return f"{started:%Y%m%d-%H%M%S}-{(runtime.flow_run.id or 'local')[:8]}"
 
 
 def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, paths: RunPaths, version: str,

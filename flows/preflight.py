@@ -25,15 +25,19 @@ def problems(config: PipelineConfig) -> list[str]:
             found.append(str(e).replace("source 0 ", f"source {i} ", 1))
         except OSError as e:
             found.append(f"source {i} ({source.uri}): cannot be listed ({type(e).__name__}: {e})")
-    return found + output_and_suites(config)
+    try:
+        store = Store(config.output, secrets.resolve(config.storage_options, "storage_options"))
+    except secrets.SecretUnavailable as e:
+        return found + [str(e)]
+    return found + output_and_suites(config, store)
 
 
-def output_and_suites(config: PipelineConfig) -> list[str]:
+def output_and_suites(config: PipelineConfig, store: Store) -> list[str]:
     """What the run checks itself before it reads anything (its sources it lists anyway)."""
     found = []
     try:
-        Store(config.output, secrets.resolve(config.storage_options, "storage_options")).check_writable()
-    except (OutputUnusable, secrets.SecretUnavailable) as e:
+        store.check_writable()
+    except OutputUnusable as e:
         found.append(str(e))
     for gate in gates.GATES:
         if getattr(config.gates, gate) != "off":
@@ -44,7 +48,7 @@ def output_and_suites(config: PipelineConfig) -> list[str]:
     return found
 
 
-def ensure_ready(config: PipelineConfig) -> None:
-    found = output_and_suites(config)
+def ensure_ready(config: PipelineConfig, store: Store) -> None:
+    found = output_and_suites(config, store)
     if found:
         raise NotReady("the run cannot start: " + "; ".join(found))

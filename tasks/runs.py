@@ -128,7 +128,7 @@ def remove_uncommitted(store: Store, version: str) -> None:
         store.remove(*layout.index(version))
 
 
-def garbage(store: Store) -> list[str]:
+def garbage(store: Store) -> list[layout.Parts]:
     """What `curate gc` removes: folders of failed or killed runs that no published version names, version
     and index folders nothing commits and no live run is writing, and claims dead runs left."""
     live = {r["version"] for r in records(store) if alive(r)}
@@ -136,15 +136,14 @@ def garbage(store: Store) -> list[str]:
     for path in store.fs.glob(posixpath.join(store.path("versions"), "*", "manifest.json")):
         with store.fs.open(path, "rb") as f:
             published.add(json.load(f)["run_id"])
-    found = [store.url("runs", r["run_id"]) for r in records(store)
-             if not alive(r) and r["run_id"] not in published]
+    found = [RunPaths(r["run_id"]).root for r in records(store) if not alive(r) and r["run_id"] not in published]
     for kind, marker in (("versions", "manifest.json"), ("index", "index.json")):
         for path in sorted(store.fs.glob(posixpath.join(store.path(kind), "*"))):
             name = posixpath.basename(path)
             if name not in live and not store.exists(kind, name, marker):
-                found.append(store.url(kind, name))
+                found.append((kind, name))
     dead = {r["run_id"] for r in records(store) if not alive(r)}
     for path in sorted(store.fs.glob(posixpath.join(store.path("claims"), "*"))):
         if store.fs.cat_file(path).decode().strip() in dead:
-            found.append(store.url("claims", posixpath.basename(path)))
+            found.append(layout.claim(posixpath.basename(path)))
     return found
