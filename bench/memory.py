@@ -34,6 +34,8 @@ def role(process: psutil.Process) -> str:
         return "prefect server"
     if "flows.cli" in line or line.endswith("curate run"):
         return "flow"
+    if "resource_tracker" in line:
+        return "multiprocessing resource tracker"
     if "multiprocessing" in line or "spawn" in line or "forkserver" in line:
         return f"dask worker {process.pid}"
     return f"other {process.pid}"
