@@ -59,6 +59,10 @@ def curate_once(config: PipelineConfig, resume: str | None = None) -> dict:
     """Set the run up (output, sources, files, version, the run to resume), then run the pipeline under the
     version's claim, recording how the run ends; a run that does not publish leaves no version behind."""
     logger = get_run_logger()
+    plain = secrets.plain_secrets(config.model_dump(mode="json"))
+    if plain and runtime.deployment.id:  # `curate serve` refuses these; `prefect deploy` or the UI form may not
+        raise preflight.NotReady(f"the run's parameters hold credentials in plain text ({', '.join(plain)}), which "
+                                 "the Prefect database keeps: name them with {env: VAR} or {secret: block}")
     modality = modalities.get(config.modality)
     # credentials are resolved here, in memory: the run's parameters hold references only (tasks.secrets)
     store = Store(config.output, secrets.resolve(config.storage_options, "storage_options"))

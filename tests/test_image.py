@@ -142,7 +142,7 @@ def test_image_dedup_clusters_copies_keeps_the_largest_and_separates_different_p
     pictures = {"a-small": encoded(a.resize((200, 150)), "JPEG"), "a": encoded(a), "a-webp": encoded(a, "WEBP",
                 lossless=True), "b": encoded(b, "JPEG", quality=90)}
     clean, _ = preprocess(records(pictures), ImagePreprocessSettings(min_side={"min_side": 100}))
-    ((kept, rejected),), _, stats = dedup_tables([clean], ImageDedupSettings())
+    ((kept, rejected, _),), _, stats = dedup_tables([clean], ImageDedupSettings())
     assert sorted(kept["id"].to_pylist()) == ["a", "b"]
     assert sorted(zip(rejected["id"].to_pylist(), rejected["rule"].to_pylist(), rejected["duplicate_of"].to_pylist())) == [
         ("a-small", "dedup.near", "a"), ("a-webp", "dedup.exact", "a")]

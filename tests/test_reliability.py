@@ -105,8 +105,10 @@ def test_sigterm_stops_a_run_cleanly_and_leaves_no_half_written_version(tmp_path
              "the run's preprocess stage")
     os.kill(stopped.pid, signal.SIGTERM)
     _, stderr = stopped.communicate(timeout=120)
-    # Prefect marks the run Crashed, then ends the process with the signal it got
-    assert stopped.returncode == -signal.SIGTERM and "Execution was aborted by a termination signal" in stderr
+    # Prefect marks the run Crashed, then ends the process with the signal it got (or, when the signal lands
+    # while a task's result is awaited, curate reports the crashed run and exits 1)
+    assert stopped.returncode in (1, -signal.SIGTERM), stderr[-3000:]
+    assert "Execution was aborted by a termination signal" in stderr, stderr[-3000:]
     wait_for(lambda: not session_processes(stopped.pid), 30, "the stopped run's server and workers to exit")
     (run,) = list(out.glob("runs/*"))
     record = json.loads((run / "_run.json").read_text())

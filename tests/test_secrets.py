@@ -102,9 +102,16 @@ def test_serve_refuses_plain_credentials_and_a_served_run_keeps_references_only(
                                           "client_kwargs": options["client_kwargs"]}}
     with serving(prefect_server, named, tmp_path, "secrets") as api, temporary_settings(updates={PREFECT_API_URL: api}):
         run = run_deployment("curate/secrets", timeout=300)
-    assert run.state.is_completed(), run.state.message
-    assert fs.exists("curate/served/LATEST")
-    assert "prefect.db" in files_holding(home, "curate-test-s3-secret")  # the reference is there, readable
-    assert files_holding(home, KEY, SECRET) == []  # prefect.db (and its WAL): parameters, logs, events, blocks
-    assert files_holding(tmp_path, KEY, SECRET, skip=path) == []  # the refused file is the user's own
-    assert objects_holding(fs, "curate", KEY, SECRET) == []
+        assert run.state.is_completed(), run.state.message
+        assert fs.exists("curate/served/LATEST")
+        assert "prefect.db" in files_holding(home, "curate-test-s3-secret")  # the reference is there, readable
+        assert files_holding(home, KEY, SECRET) == []  # prefect.db (and its WAL): parameters, logs, events, blocks
+        assert files_holding(tmp_path, KEY, SECRET, skip=path) == []  # the refused file is the user's own
+        assert objects_holding(fs, "curate", KEY, SECRET) == []
+        # plain values typed into a custom run's form reach the database before any curate code runs; the run
+        # refuses to use them, so the user names them instead
+        typed = run_deployment("curate/secrets", parameters={"config": plain}, timeout=300)
+    assert typed.state.is_failed()
+    assert typed.state.message == ("the run's parameters hold credentials in plain text (storage_options.key, "
+                                   "storage_options.secret), which the Prefect database keeps: name them with "
+                                   "{env: VAR} or {secret: block}")
