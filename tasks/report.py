@@ -38,10 +38,14 @@ def bar_chart(title: str, bars: list[tuple[str, int]], color: str, empty: str = 
             f'{"".join(rows)}</svg></figure>')
 
 
+QUARANTINED_FOR = {"collect": "malformed", "dedup": "repeated id"}  # why each stage quarantines
+
+
 def rejections(stages: dict) -> list[tuple[str, int]]:
     """(stage: rule, documents) over every stage, most frequent first, quarantined input included."""
     bars = [(f"{stage}: {rule}", n) for stage, c in stages.items() for rule, n in c["rejected"].items()]
-    bars += [(f"{stage}: quarantined (malformed)", c["quarantined"]) for stage, c in stages.items() if c["quarantined"]]
+    bars += [(f"{stage}: quarantined ({QUARANTINED_FOR.get(stage, 'malformed')})", c["quarantined"])
+             for stage, c in stages.items() if c["quarantined"]]
     return sorted(bars, key=lambda bar: -bar[1])
 
 

@@ -19,6 +19,8 @@ def test_length_bins_count_characters_not_bytes():
 def test_rejections_cover_every_stage_and_quarantine_most_first():
     assert rejections(STAGES) == [("preprocess: language.allowed", 2), ("preprocess: c4.curly_bracket", 1),
                                   ("dedup: dedup.exact", 1), ("collect: quarantined (malformed)", 1)]
+    repeated = {**STAGES, "dedup": {**STAGES["dedup"], "quarantined": 1}}
+    assert rejections(repeated)[-1] == ("dedup: quarantined (repeated id)", 1)
 
 
 def test_bar_chart_scales_to_the_largest_bar_and_labels_values():
