@@ -185,10 +185,8 @@ def latest_manifest(store: Store) -> dict | None:
     """The manifest `LATEST` points at, or None before the first version."""
     if not store.exists(*layout.LATEST):
         return None
-    with store.fs.open(store.path(*layout.LATEST), "rb") as f:
-        version = f.read().decode().strip()
-    with store.fs.open(store.path(*layout.version(version, "manifest.json")), "rb") as f:
-        return json.load(f)
+    version = store.read_bytes(*layout.LATEST).decode().strip()
+    return store.read_json(*layout.version(version, "manifest.json"))
 
 
 def dataset_card(manifest: dict, noun: str, modality_part: str) -> str:

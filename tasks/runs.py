@@ -43,11 +43,7 @@ def end(store: Store, record: dict, status: str, message: str = "") -> None:
 
 def records(store: Store) -> list[dict]:
     """Every run's record, oldest first."""
-    found = []
-    for path in store.fs.glob(posixpath.join(store.path("runs"), "*", "_run.json")):
-        with store.fs.open(path, "rb") as f:
-            found.append(json.load(f))
-    return sorted(found, key=lambda r: r["started"])
+    return sorted(store.read_jsons(*RunPaths("*").record()).values(), key=lambda r: r["started"])
 
 
 def alive(record: dict) -> bool:
@@ -100,11 +96,8 @@ def mark_done(store: Store, paths: RunPaths, stage: str, name: str, result: dict
 
 def completed(store: Store, paths: RunPaths, stage: str) -> dict[str, dict]:
     """{name: result} of the stage's shards (or units) whose outputs are all written."""
-    done = {}
-    for path in store.fs.glob(posixpath.join(store.path(*paths.stage(stage, "_done")), "*.json")):
-        with store.fs.open(path, "rb") as f:
-            done[posixpath.basename(path).removesuffix(".json")] = json.load(f)
-    return done
+    return {posixpath.basename(path).removesuffix(".json"): result
+            for path, result in store.read_jsons(*paths.stage(stage, "_done", "*.json")).items()}
 
 
 def release_dead(store: Store) -> list[dict]:
@@ -131,19 +124,17 @@ def remove_uncommitted(store: Store, version: str) -> None:
 def garbage(store: Store) -> list[layout.Parts]:
     """What `curate gc` removes: folders of failed or killed runs that no published version names, version
     and index folders nothing commits and no live run is writing, and claims dead runs left."""
-    live = {r["version"] for r in records(store) if alive(r)}
-    published = set()
-    for path in store.fs.glob(posixpath.join(store.path("versions"), "*", "manifest.json")):
-        with store.fs.open(path, "rb") as f:
-            published.add(json.load(f)["run_id"])
-    found = [RunPaths(r["run_id"]).root for r in records(store) if not alive(r) and r["run_id"] not in published]
+    every = records(store)
+    live = {r["version"] for r in every if alive(r)}
+    dead = {r["run_id"] for r in every if not alive(r)}
+    published = {m["run_id"] for m in store.read_jsons(*layout.version("*", "manifest.json")).values()}
+    found = [RunPaths(r["run_id"]).root for r in every if r["run_id"] in dead - published]
     for kind, marker in (("versions", "manifest.json"), ("index", "index.json")):
         for path in sorted(store.fs.glob(posixpath.join(store.path(kind), "*"))):
             name = posixpath.basename(path)
             if name not in live and not store.exists(kind, name, marker):
                 found.append((kind, name))
-    dead = {r["run_id"] for r in records(store) if not alive(r)}
-    for path in sorted(store.fs.glob(posixpath.join(store.path("claims"), "*"))):
+    for path in sorted(store.fs.glob(store.path(*layout.claim("*")))):
         if store.fs.cat_file(path).decode().strip() in dead:
             found.append(layout.claim(posixpath.basename(path)))
     return found

@@ -98,6 +98,13 @@ class Store:
         with self.fs.open(self.path(*parts), "rb") as f:
             return f.read()
 
+    def read_json(self, *parts: str) -> Any:
+        return json.loads(self.read_bytes(*parts))
+
+    def read_jsons(self, *parts: str) -> dict[str, Any]:
+        """{path: content} of every JSON file matching `parts`, which may hold glob patterns; sorted by path."""
+        return {path: json.loads(self.fs.cat_file(path)) for path in sorted(self.fs.glob(self.path(*parts)))}
+
     def write_json(self, obj: Any, *parts: str) -> None:
         self.write_bytes(json.dumps(obj, indent=2, sort_keys=False, default=str).encode(), *parts)
 

@@ -10,8 +10,6 @@ first), so published documents sort before the run's own and always stay the rep
 
 from __future__ import annotations
 
-import json
-import posixpath
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -40,11 +38,8 @@ def run_sources(paths: RunPaths, shards: list[str]) -> list[KeySource]:
 
 def published_sources(store: Store, settings: DedupSettings) -> tuple[list[KeySource], int]:
     """The committed index shards, oldest version first, and how many documents they hold."""
-    versions = []
-    for marker in store.fs.glob(posixpath.join(store.path(*layout.index("*")), "index.json")):
-        with store.fs.open(marker, "rb") as f:
-            versions.append(json.load(f))
-    versions.sort(key=lambda v: (v["created"], v["version"]))
+    versions = sorted(store.read_jsons(*layout.index("*", "index.json")).values(),
+                      key=lambda v: (v["created"], v["version"]))
     files = [(v, shard) for v in versions for shard in v["shards"]]
     sources = [KeySource(j - len(files), layout.index(v["version"], "keys", shard), layout.index(v["version"], "docs", shard),
                          near=v["sketch"] == settings.sketch_params()) for j, (v, shard) in enumerate(files)]
