@@ -71,16 +71,16 @@ def held(repeats: pa.Table, rows: int) -> np.ndarray:
     return mask
 
 
-def hold(table: pa.Table, repeats: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """(held, rest) of a shard's table: the rows with a repeated id, with their `error`, and the others."""
-    mask = held(repeats, table.num_rows)
+def hold(table: pa.Table, repeats: pa.Table, mask: np.ndarray) -> tuple[pa.Table, pa.Table]:
+    """(held, rest) of a shard's table, `mask` being `held(repeats, ...)`: the rows with a repeated id, with
+    their `error`, and the others."""
     return (table.filter(pa.array(mask)).append_column("error", repeats.sort_by("row")["error"]),
             table.filter(pa.array(~mask)))
 
 
-def renumbered(drops: pa.Table, repeats: pa.Table, rows: int) -> pa.Table:
+def renumbered(drops: pa.Table, mask: np.ndarray) -> pa.Table:
     """A shard's dedup drops with their rows renumbered as in `hold`'s rest (no drop is a held row)."""
-    new_row = (np.cumsum(~held(repeats, rows)) - 1).astype(np.int32)
+    new_row = (np.cumsum(~mask) - 1).astype(np.int32)
     return drops.set_column(drops.schema.get_field_index("row"), "row",
                             pa.array(new_row[np.asarray(drops["row"], dtype=np.int64)], pa.int32()))
 

@@ -134,9 +134,10 @@ def remove(shard: str, store: Store, paths: RunPaths, version: str, shards: list
     drops = store.read_table(*paths.work("drops", shard))
     repeats = read_repeats(store, paths)
     repeats = repeats.filter(pc.equal(pc.shift_right(repeats["doc"], 32), shards.index(shard)))
-    held, rest = dedup_ids.hold(table, repeats)
-    content_hash = docs["content_hash"].filter(pa.array(~dedup_ids.held(repeats, docs.num_rows)))
-    kept, rejected = dedup.drop_duplicates(rest, content_hash, dedup_ids.renumbered(drops, repeats, table.num_rows))
+    mask = dedup_ids.held(repeats, table.num_rows)
+    held, rest = dedup_ids.hold(table, repeats, mask)
+    kept, rejected = dedup.drop_duplicates(rest, docs["content_hash"].filter(pa.array(~mask)),
+                                           dedup_ids.renumbered(drops, mask))
     write_stage_outputs(store, paths, "dedup", shard, kept, rejected)
     store.write_table(held, *paths.quarantine("dedup", shard))
     removed = np.concatenate([np.asarray(drops["row"]), np.asarray(repeats["row"])])
