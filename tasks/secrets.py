@@ -38,30 +38,34 @@ def is_credential(key: Any) -> bool:
     return isinstance(key, str) and key.lower() in SECRET_KEYS
 
 
-def plain_secrets(data: Any, where: str = "") -> list[str]:
-    """The dotted keys under `data` that hold a credential in plain text."""
+def is_plain(key: Any, value: Any) -> bool:
+    """A credential option holding its value itself, not a reference to it."""
+    return is_credential(key) and value not in (None, "") and not is_reference(value)
+
+
+def replaced(data: Any, replace, where: str = "") -> Any:
+    """`data` with each plain credential's value replaced by `replace(dotted key, value)`; references are
+    left as they are."""
+    if is_reference(data):
+        return data
     if isinstance(data, dict):
-        found = []
-        for key, value in data.items():
-            name = f"{where}.{key}" if where else str(key)
-            if is_credential(key) and value not in (None, "") and not is_reference(value):
-                found.append(name)
-            elif not is_reference(value):
-                found += plain_secrets(value, name)
-        return found
+        return {key: replace(f"{where}.{key}" if where else str(key), value) if is_plain(key, value)
+                else replaced(value, replace, f"{where}.{key}" if where else str(key)) for key, value in data.items()}
     if isinstance(data, list):
-        return [k for i, v in enumerate(data) for k in plain_secrets(v, f"{where}[{i}]")]
-    return []
+        return [replaced(v, replace, f"{where}[{i}]") for i, v in enumerate(data)]
+    return data
+
+
+def plain_secrets(data: Any) -> list[str]:
+    """The dotted keys under `data` that hold a credential in plain text."""
+    found = []
+    replaced(data, lambda where, value: found.append(where))
+    return found
 
 
 def masked(data: Any) -> Any:
     """`data` with every plain credential replaced by "***" (references stay: they are not secrets)."""
-    if isinstance(data, dict):
-        return {k: ("***" if is_credential(k) and v not in (None, "") and not is_reference(v) else masked(v))
-                for k, v in data.items()}
-    if isinstance(data, list):
-        return [masked(v) for v in data]
-    return data
+    return replaced(data, lambda where, value: "***")
 
 
 def env_name(where: str) -> str:
@@ -69,22 +73,13 @@ def env_name(where: str) -> str:
     return "CURATE_SECRET_" + re.sub(r"[^A-Z0-9]+", "_", where.upper()).strip("_")
 
 
-def held_in_environment(data: Any, where: str = "") -> Any:
+def held_in_environment(data: Any) -> Any:
     """`data` with each plain credential moved into this process's environment and replaced by an
     `{env: ...}` reference to it."""
-    if isinstance(data, dict):
-        out = {}
-        for key, value in data.items():
-            name = f"{where}.{key}" if where else str(key)
-            if is_credential(key) and value not in (None, "") and not is_reference(value):
-                os.environ[env_name(name)] = str(value)
-                out[key] = {"env": env_name(name)}
-            else:
-                out[key] = held_in_environment(value, name)
-        return out
-    if isinstance(data, list):
-        return [held_in_environment(v, f"{where}[{i}]") for i, v in enumerate(data)]
-    return data
+    def hold(where: str, value: Any) -> dict:
+        os.environ[env_name(where)] = str(value)
+        return {"env": env_name(where)}
+    return replaced(data, hold)
 
 
 def resolve(data: Any, where: str) -> Any:
