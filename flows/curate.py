@@ -21,6 +21,7 @@ from tasks.dedup.steps import deduplicate
 from tasks.layout import RunPaths
 from tasks.records import StageCounts
 from tasks.storage import Store
+from tasks.text.tokens import TokenizerError
 
 
 class VersionExists(Exception):
@@ -45,7 +46,8 @@ def curate(config: PipelineConfig, resume: str | None = None) -> dict:
     try:
         summary = curate_once(config, resume)
     except (gates.GateFailed, VersionExists, export.VersionClaimed, NothingToPublish, RepeatedIds,
-            secrets.SecretUnavailable, preflight.NotReady, collect.SourceError, runs.CannotResume) as stop:
+            secrets.SecretUnavailable, preflight.NotReady, collect.SourceError, runs.CannotResume,
+            TokenizerError) as stop:
         # An expected stop: the Failed state carries the reason to the UI and the caller (as FailedRun),
         # without an engine traceback.
         return Failed(message=str(stop))
@@ -153,8 +155,15 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
         raise NothingToPublish(f"nothing to publish: every record was removed ({counts_line(counts)}); "
                                "set allow_empty: true to publish an empty version")
 
-    exported = {split: stages.export_split.submit(store, [paths.stage("dedup", s) for s in shards], split,
-                                                  config.export, version, config.modality)
+    inputs, tokenizer = [paths.stage("dedup", s) for s in shards], None
+    if getattr(config.export, "tokenizer", None):  # text: token shards beside the Parquet (tasks.text.tokens)
+        tokenizer = stages.prepare_tokenizer.submit(store, inputs, version, config.export, base).result()
+        n_tokens = [f.result() for f in stages.tokenize_shard.map(unmapped(store), unmapped(paths), shards,
+                                                                    unmapped(version), unmapped(tokenizer))]
+        logger.info("tokenized %d documents into %d tokens (tokenizer %s)", counts["dedup"].kept, sum(n_tokens),
+                    tokenizer["sha256"][:12])
+        inputs = [paths.stage("tokenize", s) for s in shards]
+    exported = {split: stages.export_split.submit(store, inputs, split, config.export, version, config.modality)
                 for split in export.SPLITS}
     splits = {split: f.result() for split, f in exported.items()}
     names = [s["path"] for split in splits.values() for s in split["shards"]]
@@ -168,7 +177,8 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
         "name": config.export.name, "version": version, "modality": config.modality, "run_id": paths.run_id,
         "created": started.isoformat(),
         **export.describe_version(version, splits, base),
-        "stages": stage_counts, "dedup": clustering, "config": config.redacted(),
+        "stages": stage_counts, "dedup": clustering, **({"tokenizer": tokenizer} if tokenizer else {}),
+        "config": config.redacted(),
         "config_hash": config.fingerprint(), "sources": [f for c in collected for f in c.files],
         "gates": [{k: g[k] for k in ("gate", "policy", "success")} | {"expectations": g.get("expectations", [])}
                   for g in gate_results],

@@ -1,12 +1,13 @@
 """What a run needs before it starts, checked in seconds: every source matches files, the output takes
-writes (its bucket exists: none is ever created), the gates' suites are there and any named credential
-resolves. `curate check` prints every problem; a run stops on the first, before any work."""
+writes (its bucket exists: none is ever created), the gates' suites and the tokenizer are there and any
+named credential resolves. `curate check` prints every problem; a run stops on the first, before any work."""
 
 from __future__ import annotations
 
 from flows.config import PipelineConfig
 from tasks import collect, gates, modalities, secrets
 from tasks.storage import OutputUnusable, Store
+from tasks.text import tokens
 
 
 class NotReady(Exception):
@@ -45,6 +46,12 @@ def output_and_suites(config: PipelineConfig, store: Store) -> list[str]:
                 gates.load_suite(gate, config.modality, config.gates.suites_dir, config.redacted())
             except (FileNotFoundError, ValueError) as e:
                 found.append(f"gates.{gate}: {e}")
+    tokenizer = getattr(config.export, "tokenizer", None)
+    if tokenizer and tokenizer.path:
+        try:
+            tokens.identity(tokens.read_local(tokenizer.path), tokenizer, tokenizer.path)
+        except tokens.TokenizerError as e:
+            found.append(f"export.tokenizer: {e}")
     return found
 
 

@@ -107,12 +107,16 @@ def export_split(store: Store, inputs: list[tuple[str, ...]], split: str, settin
         if not rows:
             return
         name = shard_name(len(shards))
-        table = pa.concat_tables(buffer)
+        table, beside, numbers = modality.finish_shard(pa.concat_tables(buffer), settings)
         if modality.features:
             table = table.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": modality.features}})})
         schema = schema_of(table.schema)
         info = store.write_table(table, *layout.version(out, split, name), row_group_size=settings.row_group_rows)
-        shards.append({"path": f"{split}/{name}", "rows": rows, **info})
+        shards.append({"path": f"{split}/{name}", "rows": rows, **info, **numbers})
+        for suffix, data in beside.items():
+            file = name.replace(".parquet", f".{suffix}")
+            store.write_bytes(data, *layout.version(out, split, file))
+            shards[-1][suffix.split(".")[0]] = f"{split}/{file}"
         if settings.format == "webdataset":
             tar = name.replace(".parquet", ".tar")
             store.write_bytes(tar_shard(table, modality.text_column), *layout.version(out, split, tar))
@@ -175,6 +179,8 @@ def describe_version(version: str, exported: dict, base: dict | None) -> dict:
         splits[name] = {"rows": previous["rows"] + own["rows"], "added": own["rows"],
                         "shards": [{"version": base["version"], **s} for s in previous["shards"]]
                         + [{"version": version, **s} for s in own["shards"]]}
+        if any("n_tokens" in s for s in splits[name]["shards"]):  # a tokenized export (tasks.text.tokens)
+            splits[name]["tokens"] = sum(s.get("n_tokens", 0) for s in splits[name]["shards"])
         stats = add_stats(stats, own["stats"])
         schema = own["schema"] or schema
     return {"base_version": base["version"], "documents": sum(s["rows"] for s in splits.values()),

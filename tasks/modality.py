@@ -37,3 +37,6 @@ class Modality:
     charts: Callable                # manifest -> HTML figures for the report
     card: Callable                  # manifest -> markdown for the dataset card: its numbers and how to load it
     example: Callable               # a rejected or sample row (dict) -> a short HTML rendering for the report
+    # (output shard's table, export settings) -> (the table as written, {file suffix: bytes} written beside
+    # the shard, numbers for its manifest entry): text's token shards
+    finish_shard: Callable = lambda table, settings: (table, {}, {})

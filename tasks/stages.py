@@ -4,13 +4,15 @@ outputs and returns small counts. Paths, not data, travel between tasks; nothing
 
 from __future__ import annotations
 
+import pyarrow.compute as pc
 from prefect import task, unmapped
 
-from tasks import collect, export, gates, modalities, runs
+from tasks import collect, export, gates, layout, modalities, runs
 from tasks.dedup import steps as dedup_steps
 from tasks.layout import RunPaths
 from tasks.records import StageCounts
 from tasks.storage import Store
+from tasks.text import tokens
 
 PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
 
@@ -47,6 +49,21 @@ def preprocess_shard(store: Store, paths: RunPaths, shard: str, modality: str, s
 def export_split(store: Store, inputs: list[tuple[str, ...]], split: str, settings: export.ExportSettings,
                  version: str, modality: str) -> dict:
     return export.export_split(store, inputs, split, settings, version, modalities.get(modality))
+
+
+@task(name="tokenizer", task_run_name="tokenizer", **IO_RETRIES)
+def prepare_tokenizer(store: Store, inputs: list[tuple[str, ...]], version: str, settings: export.ExportSettings,
+                      base: dict | None) -> dict:
+    return tokens.prepare(store, inputs, version, settings, base)
+
+
+@task(name="tokenize", task_run_name="tokenize {shard}", **IO_RETRIES)
+def tokenize_shard(store: Store, paths: RunPaths, shard: str, version: str, tokenizer: dict) -> int:
+    """The dedup stage's shard with its documents' token ids, for export; returns its token count."""
+    table = tokens.tokenize(store.read_table(*paths.stage("dedup", shard)),
+                            store.read_bytes(*layout.version(version, tokenizer["file"])), tokenizer)
+    store.write_table(table, *paths.stage("tokenize", shard))
+    return int(pc.sum(table[tokens.N_TOKENS]).as_py() or 0)
 
 
 @task(name="validate", task_run_name="gate {gate}: {shard}", **IO_RETRIES)

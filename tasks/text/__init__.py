@@ -11,9 +11,14 @@ from tasks.collect import WHOLE_FILE, CollectSettings, Malformed, Source, previe
 from tasks.export import ExportSettings, as_is
 from tasks.modality import Modality
 from tasks.records import BASE_FIELDS
-from tasks.text import stats
+from tasks.text import stats, tokens
 from tasks.text.dedup import TextDedupSettings
 from tasks.text.preprocess import PreprocessSettings, preprocess
+
+class TextExportSettings(ExportSettings):
+    tokenizer: tokens.TokenizerSettings | None = Field(
+        None, description="also export token shards: {path: tokenizer.json} or {train: {vocab_size: ...}}")
+
 
 SCHEMA = pa.schema([BASE_FIELDS[0], pa.field("text", pa.string(), nullable=False), *BASE_FIELDS[1:]])
 
@@ -46,7 +51,8 @@ def to_payload(obj: dict, source: TextSource, url: str, settings: CollectSetting
 
 TEXT = Modality(
     name="text", noun="documents", schema=SCHEMA, features={}, text_column="text", source=TextSource, collect=CollectSettings, preprocess=PreprocessSettings,
-    dedup=TextDedupSettings, export=ExportSettings, file_format="txt", file_extensions=frozenset({".txt", ".md"}),
+    dedup=TextDedupSettings, export=TextExportSettings, file_format="txt", file_extensions=frozenset({".txt", ".md"}),
     to_payload=to_payload, preprocess_shard=preprocess, prepare_export=as_is,
     stats=stats.of_table, charts=stats.charts, card=stats.card, example=stats.example,
+    finish_shard=tokens.finish_shard,
 )

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 
 from tasks.export import load_snippet
 from tasks.report import bar_chart
+from tasks.text import tokens
 
 LENGTH_EDGES = (0, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000)  # characters per document
 LENGTH_BINS = tuple(f"{lo:,}-{hi:,}" for lo, hi in zip(LENGTH_EDGES, LENGTH_EDGES[1:])) + (f">={LENGTH_EDGES[-1]:,}",)
@@ -24,7 +25,10 @@ def length_bins(texts: pa.ChunkedArray) -> Counter:
 
 def of_table(table: pa.Table) -> dict:
     languages = Counter(table["lang"].to_pylist()) if "lang" in table.column_names else Counter()
-    return {"languages": dict(languages), "lengths": dict(length_bins(table["text"]))}
+    stats = {"languages": dict(languages), "lengths": dict(length_bins(table["text"]))}
+    if tokens.N_TOKENS in table.column_names:
+        stats["token_lengths"] = tokens.length_bins(table[tokens.N_TOKENS])
+    return stats
 
 
 def languages(manifest: dict) -> list[tuple[str, int]]:
@@ -32,17 +36,57 @@ def languages(manifest: dict) -> list[tuple[str, int]]:
 
 
 def charts(manifest: dict) -> list[str]:
-    lengths = manifest.get("lengths", {})
-    return [bar_chart("Document length in characters (this version)",
-                      [(b, lengths[b]) for b in LENGTH_BINS if lengths.get(b)], "#4c78a8"),
-            bar_chart("Documents per language (this version)", languages(manifest)[:20], "#59a14f")]
+    lengths, token_lengths = manifest.get("lengths", {}), manifest.get("token_lengths", {})
+    figures = [bar_chart("Document length in characters (this version)",
+                         [(b, lengths[b]) for b in LENGTH_BINS if lengths.get(b)], "#4c78a8"),
+               bar_chart("Documents per language (this version)", languages(manifest)[:20], "#59a14f")]
+    if token_lengths:
+        figures.append(bar_chart("Document length in tokens (this version)",
+                                 [(b, token_lengths[b]) for b in tokens.LENGTH_BINS if token_lengths.get(b)], "#f28e2b"))
+    return figures
 
 
 def card(manifest: dict) -> str:
     rows = "\n".join(f"| {lang} | {n} |" for lang, n in languages(manifest)[:20])
     loader = 'train = ds.dataset(files, format="parquet")  # or datasets.load_dataset("parquet", data_files=files)'
     return (f"## Languages (top 20)\n| language | documents |\n|---|---|\n{rows}\n\n"
-            f"## Load it\n{load_snippet(manifest, 'import pyarrow.dataset as ds' + chr(10) + loader)}")
+            f"## Load it\n{load_snippet(manifest, 'import pyarrow.dataset as ds' + chr(10) + loader)}\n"
+            + tokens_card(manifest))
+
+
+def tokens_card(manifest: dict) -> str:
+    """The token shards: how many tokens, of what length, from which tokenizer, and how to read them."""
+    tokenizer = manifest.get("tokenizer")
+    if not tokenizer:
+        return ""
+    splits = "\n".join(f"| {name} | {s.get('tokens', 0):,} |" for name, s in manifest["splits"].items())
+    bins = manifest.get("token_lengths", {})
+    lengths = "\n".join(f"| {b} | {bins[b]:,} |" for b in tokens.LENGTH_BINS if bins.get(b))
+    return f"""
+## Tokens
+Tokenizer `{tokenizer['file']}` in this folder (sha256 `{tokenizer['sha256']}`, {tokenizer['origin']}):
+{tokenizer['vocab_size']:,} tokens, end of document `{tokenizer['eos']}` (id {tokenizer['eos_id']}). Each Parquet
+shard has beside it `<shard>.tokens.npy`, its documents' token ids ({tokenizer['dtype']}) one after another, each
+followed by the end token, and `<shard>.offsets.npy`, where each document starts (int64, one more than the rows).
+Row i of the shard is document i; its `n_tokens` column counts the tokens without the end token. Documents
+are in a seeded order.
+
+| split | tokens (end tokens included) |
+|---|---|
+{splits}
+
+| tokens per document | documents |
+|---|---|
+{lengths}
+
+```python
+import numpy as np  # `versions` and `manifest` as above; NumPy maps files of a local folder
+for shard in manifest["splits"]["train"]["shards"]:
+    tokens = np.load(posixpath.join(versions, shard["version"], shard["tokens"]), mmap_mode="r")
+    offsets = np.load(posixpath.join(versions, shard["version"], shard["offsets"]))
+    first_document = tokens[offsets[0]:offsets[1]]
+```
+"""
 
 
 def example(row: dict) -> str:
