@@ -15,6 +15,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from tasks import modalities, secrets
+from tasks.balance import BalanceSettings
 from tasks.gates import GatePolicy
 from tasks.records import Settings
 
@@ -62,6 +63,8 @@ class PipelineConfig(Settings):
     preprocess: _either("preprocess") = TEXT.preprocess()
     dedup: _either("dedup") = TEXT.dedup()
     export: _either("export") = TEXT.export()
+    balance: BalanceSettings = Field(BalanceSettings(), description=(
+        "groups to report at every stage (by) and caps on the groups of one column (max_share, max_per_group)"))
     gates: GateSettings = GateSettings()
     dask: DaskSettings = DaskSettings()
 

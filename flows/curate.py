@@ -7,6 +7,7 @@ flow's signature, and a string annotation for `PipelineConfig` cannot be resolve
 """
 
 from datetime import datetime, timezone
+from functools import reduce
 
 from prefect import flow, get_run_logger, runtime, unmapped
 from prefect.states import Completed, Failed
@@ -14,7 +15,8 @@ from prefect.states import Completed, Failed
 from flows import artifacts, preflight
 from flows.config import PipelineConfig
 from flows.runtime import ConfiguredDaskTaskRunner, mark_crashed, prefect_api, run_config
-from tasks import collect, export, gates, layout, ledger, modalities, report, runs, secrets, stages
+from tasks import (balance, balance_report, collect, export, gates, layout, ledger, modalities, report, runs, secrets,
+                   stages)
 from tasks.dedup import index as dedup_index
 from tasks.dedup.ids import RepeatedIds
 from tasks.dedup.steps import deduplicate
@@ -47,7 +49,7 @@ def curate(config: PipelineConfig, resume: str | None = None) -> dict:
         summary = curate_once(config, resume)
     except (gates.GateFailed, VersionExists, export.VersionClaimed, NothingToPublish, RepeatedIds,
             secrets.SecretUnavailable, preflight.NotReady, collect.SourceError, runs.CannotResume,
-            TokenizerError) as stop:
+            TokenizerError, balance.CapsLeaveNothing) as stop:
         # An expected stop: the Failed state carries the reason to the UI and the caller (as FailedRun),
         # without an engine traceback.
         return Failed(message=str(stop))
@@ -151,26 +153,36 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
                                               dedup_settings, stages.run_as_tasks)
     logger.info("dedup: %s; %s", counts["dedup"], clustering)
     gate_results.append(run_gate("dedup", store, paths, [paths.stage("dedup", s) for s in shards], shards, config))
-    if not counts["dedup"].kept and not config.allow_empty:
+    last, caps = "dedup", None
+    if config.balance.caps:
+        caps = stages.balance_plan.submit(store, [paths.stage("dedup", s) for s in shards], config.balance).result()
+        counts["balance"] = StageCounts.total(f.result() for f in stages.balance_shard.map(
+            unmapped(store), unmapped(paths), shards, unmapped(config.balance), unmapped(caps)))
+        logger.info("balance: at most %d rows per %s group; %s", caps["limit"], caps["column"], counts["balance"])
+        last = "balance"
+    if not counts[last].kept and not config.allow_empty:
         raise NothingToPublish(f"nothing to publish: every record was removed ({counts_line(counts)}); "
                                "set allow_empty: true to publish an empty version")
 
-    inputs, tokenizer = [paths.stage("dedup", s) for s in shards], None
+    inputs, tokenizer = [paths.stage(last, s) for s in shards], None
+    cuts = (stages.split_plan.submit(store, inputs, config.export.splits).result()
+            if config.export.splits.stratify_by else None)
     if getattr(config.export, "tokenizer", None):  # text: token shards beside the Parquet (tasks.text.tokens)
-        tokenizer = stages.prepare_tokenizer.submit(store, inputs, version, config.export, base).result()
-        n_tokens = [f.result() for f in stages.tokenize_shard.map(unmapped(store), unmapped(paths), shards,
-                                                                    unmapped(version), unmapped(tokenizer))]
-        logger.info("tokenized %d documents into %d tokens (tokenizer %s)", counts["dedup"].kept, sum(n_tokens),
+        tokenizer = stages.prepare_tokenizer.submit(store, inputs, version, config.export, base, cuts).result()
+        n_tokens = [f.result() for f in stages.tokenize_shard.map(unmapped(store), unmapped(paths), unmapped(last),
+                                                                    shards, unmapped(version), unmapped(tokenizer))]
+        logger.info("tokenized %d documents into %d tokens (tokenizer %s)", counts[last].kept, sum(n_tokens),
                     tokenizer["sha256"][:12])
         inputs = [paths.stage("tokenize", s) for s in shards]
-    exported = {split: stages.export_split.submit(store, inputs, split, config.export, version, config.modality)
+    exported = {split: stages.export_split.submit(store, inputs, split, config.export, version, config.modality, cuts)
                 for split in export.SPLITS}
     splits = {split: f.result() for split, f in exported.items()}
     names = [s["path"] for split in splits.values() for s in split["shards"]]
     written = [layout.version(version, name) for name in names]
     exported_rows = sum(s["rows"] for s in splits.values())
-    counts["export"] = StageCounts(counts["dedup"].kept, exported_rows)
+    counts["export"] = StageCounts(counts[last].kept, exported_rows)
     gate_results.append(run_gate("export", store, paths, written, names, config))
+    groups_seen = group_balance(config, store, paths, shards, [*counts][:-1], cuts, caps)
 
     stage_counts = {name: c.as_dict() for name, c in counts.items()}
     manifest = {
@@ -178,14 +190,17 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
         "created": started.isoformat(),
         **export.describe_version(version, splits, base),
         "stages": stage_counts, "dedup": clustering, **({"tokenizer": tokenizer} if tokenizer else {}),
+        **({"balance": groups_seen} if groups_seen else {}),
         "config": config.redacted(),
         "config_hash": config.fingerprint(), "sources": [f for c in collected for f in c.files],
         "gates": [{k: g[k] for k in ("gate", "policy", "success")} | {"expectations": g.get("expectations", [])}
                   for g in gate_results],
     }
-    examples = report.gather_examples(store, paths, shards, written)
+    examples = report.gather_examples(store, paths, shards, written,
+                                      tuple(s for s in counts if s not in ("collect", "export")))
     report_html = report.render(manifest, modality.charts(manifest), modality.noun,
-                                report.examples_html(examples, modality.example, modality.noun))
+                                report.examples_html(examples, modality.example, modality.noun),
+                                balance_report.html(groups_seen, modality.noun))
     ledger.record(store, version, manifest["sources"])
     export.publish(store, version, manifest, export.dataset_card(manifest, modality.noun, modality.card(manifest)),
                    report_html)
@@ -199,6 +214,19 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
     logger.info("published %s (%d %s, %d added)", summary["published"], summary["documents"], modality.noun,
                 exported_rows)
     return summary
+
+
+def group_balance(config: PipelineConfig, store: Store, paths: RunPaths, shards: list[str], stage_names: list[str],
+                  cuts: dict | None, caps: dict | None) -> dict | None:
+    """The groups of `balance.by` (and of the capped column) at every stage and in every split, counted per
+    shard on the cluster (tasks.balance_report)."""
+    columns = list(dict.fromkeys([*config.balance.by, *([caps["column"]] if caps else [])]))
+    if not columns:
+        return None
+    merged = reduce(balance.merged, (f.result() for f in stages.balance_counts.map(
+        unmapped(store), unmapped(paths), shards, unmapped(columns), unmapped(stage_names),
+        unmapped(config.export.splits), unmapped(cuts))), {"stages": {}, "removed": {}, "splits": {}})
+    return {"stages": stage_names, "columns": balance_report.summarize(merged, stage_names, columns), "caps": caps}
 
 
 def counts_line(counts: dict[str, StageCounts]) -> str:

@@ -13,34 +13,18 @@ from datetime import datetime, timezone
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from tasks import layout
+from tasks import balance_report, layout
 from tasks.gates import status as gate_status
 from tasks.modality import Modality
 from tasks.records import Settings
+from tasks.splits import SPLITS, SplitSettings, with_splits
 from tasks.stage_table import markdown_tables
 from tasks.storage import Store, shard_name
 from tasks.webdataset import tar_shard
-
-SPLITS = ("train", "validation", "test")
-
-
-class SplitSettings(Settings):
-    train: float = Field(0.98, ge=0, le=1)
-    validation: float = Field(0.01, ge=0, le=1)
-    test: float = Field(0.01, ge=0, le=1)
-
-    @model_validator(mode="after")
-    def _sum_to_one(self):
-        total = self.train + self.validation + self.test
-        if abs(total - 1) > 1e-9:
-            raise ValueError(f"split fractions must add up to 1, they add up to {total:g}")
-        return self
-
 
 class ExportSettings(Settings):
     name: str = Field("curated-dataset", description="dataset name on the dataset card")
@@ -79,21 +63,10 @@ def new_version() -> str:
     return datetime.now(timezone.utc).strftime("v%Y%m%d-%H%M%S")
 
 
-def assign_splits(ids, splits: SplitSettings) -> np.ndarray:
-    """Split name per id from a stable hash of the id: the same id lands in the same split in every run."""
-    h = pd.util.hash_array(np.asarray(ids, dtype=object), hash_key="curate-splits-01", categorize=False)
-    u = h.astype(np.float64) / 2.0**64
-    return np.where(u < splits.train, "train", np.where(u < splits.train + splits.validation, "validation", "test"))
-
-
-def with_splits(table: pa.Table, splits: SplitSettings) -> pa.Table:
-    return table.append_column("split", pa.array(assign_splits(table["id"], splits), pa.string()))
-
-
 def export_split(store: Store, inputs: list[tuple[str, ...]], split: str, settings: ExportSettings,
-                 out: str, modality: Modality) -> dict:
-    """Stream the input shards, keep the rows of `split`, prepare them as the modality exports them, write
-    shards of the target size under version `out`.
+                 out: str, modality: Modality, cuts: dict | None = None) -> dict:
+    """Stream the input shards, keep the rows of `split` (`cuts`: stratified, tasks.splits), prepare them as
+    the modality exports them, write shards of the target size under version `out`.
 
     Returns the split's row count, shard list, the modality's stats of what was written, and the shards'
     schema. Memory holds at most one output shard plus one input shard.
@@ -124,7 +97,7 @@ def export_split(store: Store, inputs: list[tuple[str, ...]], split: str, settin
         buffer, rows, size = [], 0, 0
 
     for parts in inputs:
-        table = with_splits(store.read_table(*parts), settings.splits)
+        table = with_splits(store.read_table(*parts), settings.splits, cuts)
         table = modality.prepare_export(table.filter(pc.equal(table["split"], split)), settings)
         stats = add_stats(stats, modality.stats(table))
         start = 0
@@ -179,10 +152,11 @@ def describe_version(version: str, exported: dict, base: dict | None) -> dict:
         splits[name] = {"rows": previous["rows"] + own["rows"], "added": own["rows"],
                         "shards": [{"version": base["version"], **s} for s in previous["shards"]]
                         + [{"version": version, **s} for s in own["shards"]]}
-        if any("n_tokens" in s for s in splits[name]["shards"]):  # a tokenized export (tasks.text.tokens)
-            splits[name]["tokens"] = sum(s.get("n_tokens", 0) for s in splits[name]["shards"])
         stats = add_stats(stats, own["stats"])
         schema = own["schema"] or schema
+    if any("n_tokens" in s for split in splits.values() for s in split["shards"]):  # tokenized (tasks.text.tokens)
+        for split in splits.values():
+            split["tokens"] = sum(s.get("n_tokens", 0) for s in split["shards"])
     return {"base_version": base["version"], "documents": sum(s["rows"] for s in splits.values()),
             "splits": splits, "schema": schema or base.get("schema", []), **stats}
 
@@ -218,6 +192,8 @@ def dataset_card(manifest: dict, noun: str, modality_part: str) -> str:
 {split_rows}
 
 {markdown_tables(manifest["stages"], "## ", noun)}
+
+{balance_report.markdown(manifest.get("balance"), noun)}
 
 {modality_part}
 {webdataset_part(manifest)}

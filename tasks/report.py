@@ -50,7 +50,8 @@ def rejections(stages: dict) -> list[tuple[str, int]]:
 
 
 def gather_examples(store: Store, paths: RunPaths, shards: list[str], exported: list[tuple[str, ...]],
-                    per_rule: int = EXAMPLES_PER_RULE, samples: int = SAMPLES) -> dict[str, list[dict]]:
+                    stages: tuple[str, ...] = ("preprocess", "dedup"), per_rule: int = EXAMPLES_PER_RULE,
+                    samples: int = SAMPLES) -> dict[str, list[dict]]:
     """A few rows the report shows: `kept` (the first exported ones) and, per rejection rule, the first
     rows it removed (in shard order, so the report is the same for the same run)."""
     examples: dict[str, list[dict]] = {"kept": []}
@@ -58,7 +59,7 @@ def gather_examples(store: Store, paths: RunPaths, shards: list[str], exported: 
         if len(examples["kept"]) >= samples:
             break
         examples["kept"] += store.read_table(*parts).slice(0, samples - len(examples["kept"])).to_pylist()
-    for stage in ("preprocess", "dedup"):
+    for stage in stages:
         for shard in shards:
             rejected = store.read_table(*paths.rejected(stage, shard))
             for rule in (pc.unique(rejected["rule"]).to_pylist() if rejected.num_rows else []):
@@ -82,8 +83,9 @@ def examples_html(examples: dict[str, list[dict]], example, noun: str) -> str:
     return "".join(parts)
 
 
-def render(manifest: dict, charts: list[str], noun: str = "documents", examples: str = "") -> str:
-    """The page: `charts` are the modality's figures, `examples` its rendered examples."""
+def render(manifest: dict, charts: list[str], noun: str = "documents", examples: str = "", balance: str = "") -> str:
+    """The page: `charts` are the modality's figures, `examples` its rendered examples, `balance` the groups'
+    section (tasks.balance_report)."""
     stages, dedup = manifest["stages"], manifest.get("dedup", {})
     clusters = sorted((int(size), n) for size, n in dedup.get("cluster_sizes", {}).items())
     split_rows = "".join(f"<tr><td>{escape(name)}</td><td>{s['rows']:,}</td><td>{s['added']:,}</td>"
@@ -108,6 +110,7 @@ figure {{ margin: 1.5em 0; }} figcaption {{ font-weight: 600; margin-bottom: .4e
 svg text {{ font-size: 12px; fill: #222; }} .empty {{ color: #777; }}
 .sheet {{ display: flex; flex-wrap: wrap; gap: 8px; }} .ex {{ max-width: 220px; font-size: 12px; }}
 .ex img {{ display: block; max-width: 200px; max-height: 160px; border: 1px solid #ddd; }} .why {{ color: #c62828; margin: 2px 0; }}
+tr.wiped td {{ background: #fdecea; }} .legend {{ font-size: 12px; margin-top: 4px; }}
 blockquote {{ margin: 0; padding: 4px 8px; background: #f6f6f6; white-space: pre-wrap; }}
 .pass {{ color: #1a7f37; margin-right: 1em; }} .off {{ color: #666; margin-right: 1em; }} .fail {{ color: #c62828; font-weight: 700; margin-right: 1em; }}
 </style></head><body>
@@ -119,6 +122,7 @@ blockquote {{ margin: 0; padding: 4px 8px; background: #f6f6f6; white-space: pre
 <h2>Splits</h2>
 <table><tr><th>split</th><th>{noun}</th><th>added by this version</th><th>shards</th></tr>{split_rows}</table>
 {"".join(charts)}
+{balance}
 {examples}
 </body></html>
 """

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pyarrow.compute as pc
 from prefect import task, unmapped
 
-from tasks import collect, export, gates, layout, modalities, runs
+from tasks import balance, collect, export, gates, layout, modalities, runs, splits
 from tasks.dedup import steps as dedup_steps
 from tasks.layout import RunPaths
 from tasks.records import StageCounts
@@ -47,20 +47,45 @@ def preprocess_shard(store: Store, paths: RunPaths, shard: str, modality: str, s
 
 @task(name="export", task_run_name="export {split}", **IO_RETRIES)
 def export_split(store: Store, inputs: list[tuple[str, ...]], split: str, settings: export.ExportSettings,
-                 version: str, modality: str) -> dict:
-    return export.export_split(store, inputs, split, settings, version, modalities.get(modality))
+                 version: str, modality: str, cuts: dict | None) -> dict:
+    return export.export_split(store, inputs, split, settings, version, modalities.get(modality), cuts)
+
+
+@task(name="balance-plan", task_run_name="balance caps", **IO_RETRIES)
+def balance_plan(store: Store, inputs: list[tuple[str, ...]], settings: balance.BalanceSettings) -> dict:
+    return balance.plan(store, inputs, settings)
+
+
+@task(name="balance", task_run_name="balance {shard}", **IO_RETRIES)
+def balance_shard(store: Store, paths: RunPaths, shard: str, settings: balance.BalanceSettings,
+                  decided: dict) -> StageCounts:
+    table = store.read_table(*paths.stage("dedup", shard))
+    kept, rejected = balance.capped(table, settings, decided)
+    dedup_steps.write_stage_outputs(store, paths, "balance", shard, kept, rejected)
+    return StageCounts.of(table.num_rows, kept, rejected)
+
+
+@task(name="balance-counts", task_run_name="balance counts {shard}", **IO_RETRIES)
+def balance_counts(store: Store, paths: RunPaths, shard: str, columns: list[str], stages: list[str],
+                   split_settings: splits.SplitSettings, cuts: dict | None) -> dict:
+    return balance.count_shard(store, paths, shard, columns, stages, split_settings, cuts)
+
+
+@task(name="split-plan", task_run_name="stratified splits", **IO_RETRIES)
+def split_plan(store: Store, inputs: list[tuple[str, ...]], settings: splits.SplitSettings) -> dict:
+    return splits.stratified_cuts(store, inputs, settings)
 
 
 @task(name="tokenizer", task_run_name="tokenizer", **IO_RETRIES)
 def prepare_tokenizer(store: Store, inputs: list[tuple[str, ...]], version: str, settings: export.ExportSettings,
-                      base: dict | None) -> dict:
-    return tokens.prepare(store, inputs, version, settings, base)
+                      base: dict | None, cuts: dict | None) -> dict:
+    return tokens.prepare(store, inputs, version, settings, base, cuts)
 
 
 @task(name="tokenize", task_run_name="tokenize {shard}", **IO_RETRIES)
-def tokenize_shard(store: Store, paths: RunPaths, shard: str, version: str, tokenizer: dict) -> int:
-    """The dedup stage's shard with its documents' token ids, for export; returns its token count."""
-    table = tokens.tokenize(store.read_table(*paths.stage("dedup", shard)),
+def tokenize_shard(store: Store, paths: RunPaths, stage: str, shard: str, version: str, tokenizer: dict) -> int:
+    """The shard of `stage` with its documents' token ids, for export; returns its token count."""
+    table = tokens.tokenize(store.read_table(*paths.stage(stage, shard)),
                             store.read_bytes(*layout.version(version, tokenizer["file"])), tokenizer)
     store.write_table(table, *paths.stage("tokenize", shard))
     return int(pc.sum(table[tokens.N_TOKENS]).as_py() or 0)

@@ -4,7 +4,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks import gates
-from tasks.export import ExportSettings, SplitSettings, assign_splits, export_split
+from tasks.export import ExportSettings, export_split
+from tasks.splits import SplitSettings, assign_splits
 from tasks.storage import Store
 from tasks.text import TEXT
 

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from tasks.export import SplitSettings, export_split
+from tasks.export import export_split
+from tasks.splits import SplitSettings
 from tasks.storage import Store
 from tasks.text import TEXT, TextExportSettings, tokens
 

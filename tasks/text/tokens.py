@@ -22,8 +22,8 @@ from pydantic import Field, model_validator
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from tasks import layout
-from tasks.export import with_splits
 from tasks.records import Settings
+from tasks.splits import with_splits
 from tasks.storage import Store
 
 TOKEN_IDS = "token_ids"   # the tokenize step's column: a document's ids and its end token; never exported
@@ -98,7 +98,8 @@ def train(texts, settings: TrainSettings) -> bytes:
     return tokenizer.to_str().encode("utf-8")
 
 
-def prepare(store: Store, inputs: list[tuple[str, ...]], version: str, settings, base: dict | None) -> dict:
+def prepare(store: Store, inputs: list[tuple[str, ...]], version: str, settings, base: dict | None,
+            cuts: dict | None = None) -> dict:
     """Save the tokenizer in version `version` and return its identity: the base version's when this one
     stacks on a tokenized version (one version, one tokenizer), else the file at `path`, else a BPE trained on
     the train split of `inputs` (the shards export reads)."""
@@ -113,17 +114,17 @@ def prepare(store: Store, inputs: list[tuple[str, ...]], version: str, settings,
     elif wanted.path:
         data, origin = read_local(wanted.path), wanted.path
     else:
-        data = train(train_texts(store, inputs, settings), wanted.train)
+        data = train(train_texts(store, inputs, settings, cuts), wanted.train)
         origin = f"byte-level BPE trained on the train split of version {version}"
     found = identity(data, wanted, origin)
     store.write_bytes(data, *layout.version(version, found["file"]))
     return found
 
 
-def train_texts(store: Store, inputs: list[tuple[str, ...]], settings):
-    """The texts of the train split, shard by shard."""
+def train_texts(store: Store, inputs: list[tuple[str, ...]], settings, cuts: dict | None):
+    """The texts of the train split (`cuts`: stratified, tasks.splits), shard by shard."""
     for parts in inputs:
-        table = with_splits(store.read_table(*parts, columns=["id", "text"]), settings.splits)
+        table = with_splits(store.read_table(*parts), settings.splits, cuts).select(["split", "text"])
         yield from table.filter(pc.equal(table["split"], "train"))["text"].to_pylist()
 
 
