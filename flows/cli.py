@@ -21,12 +21,13 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from flows.config import ConfigError, load_config  # noqa: E402
-from tasks import modalities, secrets  # noqa: E402
-from tasks.stage_table import text_tables  # noqa: E402
+from flows.server import TemporaryServer  # noqa: E402  (light: the rest is imported where it is used)
 
 
 def summary_table(summary: dict, seconds: float) -> str:
+    from tasks import modalities
+    from tasks.stage_table import text_tables
+
     if summary.get("nothing_new"):
         latest = f"; the latest version is still {summary['latest_version']}" if summary["latest_version"] else ""
         return (f"run {summary['run_id']} finished in {seconds:.1f} s: nothing new, all {summary['source_files']} "
@@ -48,8 +49,11 @@ def summary_table(summary: dict, seconds: float) -> str:
 def cmd_check(args) -> int:
     """The config's keys and values, then what a run needs: sources that match files, an output that takes
     writes, the gates' suites. Every problem is listed, not only the first."""
-    config = load_config(args.config)
+    from flows.config import load_config
     from flows.preflight import problems
+    from tasks import secrets
+
+    config = load_config(args.config)
 
     found = problems(config)
     plain = secrets.plain_secrets(config.model_dump(mode="json"))
@@ -66,16 +70,30 @@ def cmd_check(args) -> int:
 
 
 def cmd_run(args) -> int:
+    """Run the pipeline once. The temporary Prefect server (started by `main` before anything is imported) and
+    the local Dask cluster start side by side, while curate reads its config: seconds off every run."""
+    from prefect.settings import PREFECT_API_URL
+
+    server = args.server
+    if server and PREFECT_API_URL.value():  # the user's profile names an API: runs go there
+        server.stop()
+        server = None
+    if server:
+        os.environ["PREFECT_API_URL"] = server.api_url  # for the workers, which start before the server is up
+    from flows.config import load_config
+
     config = load_config(args.config, {"output": args.output, "dask.address": args.dask_address})
     from prefect.exceptions import FailedRun
 
-    from flows.curate import run_pipeline  # imports Prefect: only when running
+    from flows.curate import run_pipeline
+    from flows.runtime import started_cluster
 
     # Dask's cluster start/stop chatter (and a harmless comm-closed trace at shutdown) is not progress.
     logging.getLogger("distributed").setLevel(logging.ERROR)
     started = time.perf_counter()
     try:
-        summary = run_pipeline(config, args.resume)
+        with started_cluster(config):
+            summary = run_pipeline(config, args.resume, server)
     except FailedRun as stop:  # a gate stopped the run: its state message is the whole story
         print(f"\ncurate: run failed: {stop}", file=sys.stderr)
         return 1
@@ -86,10 +104,11 @@ def cmd_run(args) -> int:
 def cmd_gc(args) -> int:
     """Remove from the output what no published version needs: folders of failed or killed runs, uncommitted
     version or index folders and stale claims; a live run's are left alone."""
-    config = load_config(args.config, {"output": args.output})
-    from tasks import runs
+    from flows.config import load_config
+    from tasks import runs, secrets
     from tasks.storage import Store
 
+    config = load_config(args.config, {"output": args.output})
     store = Store(config.output, secrets.resolve(config.storage_options, "storage_options"))
     if not args.dry_run:
         for dead in runs.release_dead(store):
@@ -120,8 +139,12 @@ def cmd_server(args) -> NoReturn:
 
 def cmd_serve(args) -> int:
     """Serve the flow as a deployment from this process: scheduled by --cron, runnable from the UI."""
-    config = load_config(args.config)
     from prefect.settings import PREFECT_API_URL
+
+    from flows.config import load_config
+    from tasks import secrets
+
+    config = load_config(args.config)
 
     if not PREFECT_API_URL.value():
         print("curate: serve needs a Prefect server that outlives it: start one with `curate server` and set "
@@ -173,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--name", default="scheduled-ingest", help="deployment name (default: scheduled-ingest)")
     serve.set_defaults(func=cmd_serve)
     args = parser.parse_args(argv)
+    # a run's temporary Prefect server boots (seconds) while the rest is imported and set up
+    args.server = TemporaryServer() if args.command == "run" and "PREFECT_API_URL" not in os.environ else None
+    from flows.config import ConfigError
+
     try:
         return args.func(args)
     except ConfigError as e:
@@ -181,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # any other failure: one paragraph, the logs above hold the details
         print(f"\ncurate: run failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
+    finally:
+        if args.server:
+            args.server.stop()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from prefect.states import Completed, Failed
 
 from flows import artifacts, preflight
 from flows.config import PipelineConfig
-from flows.runtime import ConfiguredDaskTaskRunner, mark_crashed, prefect_api, run_config
+from flows.runtime import ConfiguredDaskTaskRunner, cluster_slots, mark_crashed, prefect_api, run_config
+from flows.server import TemporaryServer
 from tasks import (balance, balance_report, collect, export, gates, layout, ledger, modalities, report, runs, secrets,
                    stages)
 from tasks.dedup import index as dedup_index
@@ -122,11 +123,13 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
     counts, gate_results, resumed = {}, [], {}
 
     units = collect.plan_units(files, config.collect.unit_bytes)
-    logger.info("run %s: %d source files in %d collect tasks -> %s", paths.run_id, len(files), len(units),
+    collect_settings = collect.sized(config.collect, files, cluster_slots())
+    logger.info("run %s: %d source files in %d collect tasks, shards of at most %d rows and %.1f MB -> %s",
+                paths.run_id, len(files), len(units), collect_settings.shard_rows, collect_settings.shard_bytes / 1e6,
                 store.url(*paths.root))
     done = runs.completed(store, paths, "collect")
     todo = [i for i in range(len(units)) if collect.unit_name(i) not in done]
-    fresh = stages.collect_unit.map([units[i] for i in todo], unmapped(sources), unmapped(config.collect),
+    fresh = stages.collect_unit.map([units[i] for i in todo], unmapped(sources), unmapped(collect_settings),
                                     unmapped(config.modality), unmapped(store), unmapped(paths), todo,
                                     [len(units[i]) for i in todo])
     collected = {i: f.result() for i, f in zip(todo, fresh)}
@@ -270,9 +273,10 @@ def nothing_new(run_id: str, files: int, latest: dict | None) -> dict:
     return summary
 
 
-def run_pipeline(config: PipelineConfig, resume: str | None = None) -> dict:
-    """Run the flow in this process, its tasks on the Dask cluster the config names (a local one by default).
-    Plain credentials in `config` stay in this process's environment: the run's parameters name them."""
+def run_pipeline(config: PipelineConfig, resume: str | None = None, server: TemporaryServer | None = None) -> dict:
+    """Run the flow in this process, its tasks on the Dask cluster the config names (a local one by default),
+    reporting to the Prefect API (`server`, or one started here, unless PREFECT_API_URL names one). Plain
+    credentials in `config` stay in this process's environment: the run's parameters name them."""
     held = PipelineConfig.model_validate(secrets.held_in_environment(config.model_dump(mode="json")))
-    with prefect_api():
+    with prefect_api(server):
         return curate(config=held, resume=resume)

@@ -1,24 +1,18 @@
 """Where a run executes: its Dask cluster (from the run's own config) and the Prefect API its workers
 report to. Plumbing only; the pipeline itself is in `flows.curate`."""
 
-import ctypes
-import functools
 import os
-import signal
-import subprocess
 from contextlib import contextmanager
-from types import SimpleNamespace
 from typing import Mapping
 
 from prefect.context import FlowRunContext
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
-from prefect.server.api import server as prefect_server_module
-from prefect.server.api.server import SubprocessASGIServer
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_dask import DaskTaskRunner
 
 from flows.config import DaskSettings, PipelineConfig
+from flows.server import TemporaryServer
 
 
 def cluster_for(dask: DaskSettings, environ: Mapping[str, str]) -> dict:
@@ -28,7 +22,27 @@ def cluster_for(dask: DaskSettings, environ: Mapping[str, str]) -> dict:
     if address:
         return {"address": address}
     return {"cluster_kwargs": {"n_workers": dask.n_workers, "threads_per_worker": dask.threads_per_worker,
-                               "processes": True, "memory_limit": dask.memory_limit, "dashboard_address": None}}
+                               "processes": True, "memory_limit": dask.memory_limit, "dashboard_address": None,
+                               "preload": ["flows.warm"]}}
+
+
+@contextmanager
+def started_cluster(config: PipelineConfig):
+    """The run's local Dask cluster, started now (while the Prefect server boots) rather than at the flow's
+    first task, and handed to the flow's task runner through DASK_SCHEDULER_ADDRESS; nothing to start when
+    the run uses an existing scheduler."""
+    where = cluster_for(config.dask, os.environ)
+    if "address" in where:
+        yield
+        return
+    from distributed import LocalCluster
+
+    with LocalCluster(**where["cluster_kwargs"]) as cluster:
+        os.environ["DASK_SCHEDULER_ADDRESS"] = cluster.scheduler_address
+        try:
+            yield
+        finally:
+            os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
 
 
 def run_config() -> PipelineConfig:
@@ -53,43 +67,29 @@ class ConfiguredDaskTaskRunner(DaskTaskRunner):
         return super().client
 
 
-def die_with_parent() -> None:
-    """In a child process before exec: the kernel sends it SIGTERM when its parent dies, even by SIGKILL."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-PR_SET_PDEATHSIG = 1
-
-
-class OrphanFreeServer(SubprocessASGIServer):
-    """The temporary Prefect server, which ends with `curate run` however it ends: killed with -9, the
-    server would otherwise live on, re-parented, holding 200 MB and its port."""
-
-    def _run_uvicorn_command(self):
-        popen = prefect_server_module.subprocess.Popen
-        prefect_server_module.subprocess = SimpleNamespace(
-            **{**vars(subprocess), "Popen": functools.partial(popen, preexec_fn=die_with_parent)})
-        try:
-            return super()._run_uvicorn_command()
-        finally:
-            prefect_server_module.subprocess = subprocess
+def cluster_slots() -> int:
+    """Worker threads of the run's Dask cluster (starting it): how many shards can run at once."""
+    from prefect.context import get_run_context
+    workers = get_run_context().task_runner.client.scheduler_info(n_workers=-1)["workers"].values()
+    return sum(w["nthreads"] for w in workers)
 
 
 @contextmanager
-def prefect_api():
+def prefect_api(server: TemporaryServer | None = None):
     """Make sure the flow and its Dask workers talk to one Prefect API.
 
     Without PREFECT_API_URL, Prefect starts a temporary server per process, so every worker would start
-    its own (seconds each, and its task runs invisible to the flow's). Start one here and hand its URL to
-    the workers through the environment they inherit.
+    its own (seconds each, and its task runs invisible to the flow's). Start one here, or take `server`,
+    started earlier, and hand its URL to the workers through the environment they inherit (set before
+    the server is up, so workers started meanwhile have it too).
     """
-    if PREFECT_API_URL.value():
+    if PREFECT_API_URL.value() and not server:
         yield
         return
-    server = OrphanFreeServer()
-    server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")))
+    server = server or TemporaryServer()
     os.environ["PREFECT_API_URL"] = server.api_url
     try:
+        server.ready(float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")))
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             yield
     finally:

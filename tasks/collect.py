@@ -160,6 +160,20 @@ def file_stamp(info: dict) -> str:
     return ""
 
 
+SHARDS_PER_SLOT = 4            # a few shards per worker thread: a slow shard does not leave the others idle
+MIN_SHARD_BYTES = 4 * 2**20    # below this a shard's fixed cost (a task, a file per stage) outweighs the spread
+EXPANSION = 4                  # payload bytes per byte of a compressed file, roughly (text, JSON)
+
+
+def sized(settings: CollectSettings, files: list[InputFile], slots: int) -> CollectSettings:
+    """`settings` with `shard_bytes` lowered so the run's files make about SHARDS_PER_SLOT shards per worker
+    thread (`slots`): a 45 MB corpus is eight shards on two workers, not one shard on one. Never above the
+    configured cap, nor below MIN_SHARD_BYTES."""
+    payload = sum(f.size * (EXPANSION if f.compression else 1) for f in files)
+    target = max(MIN_SHARD_BYTES, payload // (max(1, slots) * SHARDS_PER_SLOT))
+    return settings.model_copy(update={"shard_bytes": min(settings.shard_bytes, target)})
+
+
 def plan_units(files: list[InputFile], unit_bytes: int) -> list[list[InputFile]]:
     """Group files into units of work of about `unit_bytes`: one task per big file, many small files per task."""
     units: list[list[InputFile]] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -74,9 +75,18 @@ def _config_value(value, config: dict, path: Path):
 _suites_loaded: dict[str, str] = {}  # suite name -> the JSON it was added to this process's context from
 
 
-@lru_cache(maxsize=1)
+_context_lock = threading.Lock()
+
+
 def _context():
-    """One ephemeral GX context per worker process (GX costs seconds to import)."""
+    """One ephemeral GX context per worker process (GX costs seconds to import): the first caller, a gate
+    task or the worker's warm-up thread (flows.warm), makes it while any other waits."""
+    with _context_lock:
+        return _new_context()
+
+
+@lru_cache(maxsize=1)
+def _new_context():
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 

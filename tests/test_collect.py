@@ -252,3 +252,16 @@ def test_csv_columns_are_text_and_a_bad_row_costs_only_itself(tmp_path):
     assert table["source_index"].to_pylist() == [1, 4, 6]  # 0-based physical lines: the first record spans two
     assert [(b["line"], b["error"]) for b in bad] == [(4, "invalid UTF-8 at byte 6 of line 4"),
                                                       (6, "expected 2 columns, got 3")]
+
+
+def test_shards_are_sized_from_the_corpus_and_the_cluster():
+    from tasks.collect import sized
+    files = [InputFile(f"f{i}.jsonl", 45 * 10**6 // 3, "jsonl", None, 0) for i in range(3)]
+    settings = CollectSettings()
+    assert sized(settings, files, 2).shard_bytes == 45 * 10**6 // 8            # 4 shards per worker thread
+    assert sized(settings, files, 1).shard_bytes == 45 * 10**6 // 4
+    assert sized(settings, files[:1], 8).shard_bytes == 4 * 2**20              # never below the floor
+    assert sized(settings, files * 100, 2).shard_bytes == settings.shard_bytes  # nor above the cap
+    gz = [InputFile("f.jsonl.gz", 10**7, "jsonl", "gzip", 0)]
+    assert sized(settings, gz, 2).shard_bytes == 4 * 10**7 // 8                # compressed: about 4x the bytes
+    assert sized(settings, files, 2).shard_rows == settings.shard_rows
