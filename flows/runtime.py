@@ -81,11 +81,13 @@ def prefect_api(server: TemporaryServer | None = None):
     Without PREFECT_API_URL, Prefect starts a temporary server per process, so every worker would start
     its own (seconds each, and its task runs invisible to the flow's). Start one here, or take `server`,
     started earlier, and hand its URL to the workers through the environment they inherit (set before
-    the server is up, so workers started meanwhile have it too).
+    the server is up, so workers started meanwhile have it too). Workers flush logs and events to it as
+    they exit: a cluster started outside must end before its server does.
     """
     if PREFECT_API_URL.value() and not server:
         yield
         return
+    own = server is None  # a server handed in is stopped by its owner, after the cluster its workers report from
     server = server or TemporaryServer()
     os.environ["PREFECT_API_URL"] = server.api_url
     try:
@@ -97,7 +99,8 @@ def prefect_api(server: TemporaryServer | None = None):
         APILogWorker.drain_all(timeout=10)
         EventsWorker.drain_all(timeout=10)
         os.environ.pop("PREFECT_API_URL", None)
-        server.stop()
+        if own:
+            server.stop()
 
 
 def mark_crashed(record: dict) -> None:

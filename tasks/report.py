@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.gates import status as gate_status
@@ -66,7 +67,25 @@ def gather_examples(store: Store, paths: RunPaths, shards: list[str], exported: 
                 have = examples.setdefault(rule, [])
                 if len(have) < per_rule:
                     have += rejected.filter(pc.equal(rejected["rule"], rule)).slice(0, per_rule - len(have)).to_pylist()
+    with_representatives(store, paths, shards, [row for rule in DUPLICATE_RULES for row in examples.get(rule, [])])
     return examples
+
+
+DUPLICATE_RULES = ("dedup.exact", "dedup.near")
+
+
+def with_representatives(store: Store, paths: RunPaths, shards: list[str], rows: list[dict]) -> None:
+    """Give each removed duplicate in `rows` the kept document of its cluster (`representative`), found among
+    the run's dedup shards; one from a published version is not looked up."""
+    wanted = {row["duplicate_of"] for row in rows if row.get("duplicate_of")}
+    found: dict[str, dict] = {}
+    for shard in shards if wanted else []:
+        parts = paths.stage("dedup", shard)
+        if store.exists(*parts):
+            table = store.read_table(*parts)
+            found |= {r["id"]: r for r in table.filter(pc.is_in(table["id"], pa.array(sorted(wanted)))).to_pylist()}
+    for row in rows:
+        row["representative"] = found.get(row.get("duplicate_of"))
 
 
 def examples_html(examples: dict[str, list[dict]], example, noun: str) -> str:
@@ -77,10 +96,30 @@ def examples_html(examples: dict[str, list[dict]], example, noun: str) -> str:
     if rules:
         parts.append(f"<h2>Examples of removed {escape(noun)}, per rule</h2>")
     for rule in rules:
-        cells = "".join(f"<div class=ex>{example(row)}<p class=why>{escape(row.get('reason') or rule)}</p></div>"
-                        for row in examples[rule])
+        if rule in DUPLICATE_RULES:
+            cells = "".join(duplicate_pair(row, example) for row in examples[rule])
+        else:
+            cells = "".join(f"<div class=ex>{example(row)}<p class=why>{why(row.get('reason') or rule, rule)}</p></div>"
+                            for row in examples[rule])
         parts.append(f"<h3>{escape(rule)}</h3><div class=sheet>{cells}</div>")
     return "".join(parts)
+
+
+def why(reason: str, rule: str) -> str:
+    """The reason with the measured value that broke the rule in bold: `rule: <b>12</b> < 50 (n_words)`."""
+    value, _, limit = reason.removeprefix(f"{rule}: ").partition(" ")
+    if not reason.startswith(f"{rule}: ") or not value:
+        return escape(reason)
+    return f"{escape(rule)}: <b class=value>{escape(value)}</b> {escape(limit)}"
+
+
+def duplicate_pair(row: dict, example) -> str:
+    """A removed duplicate beside the document its cluster kept."""
+    kept = row.get("representative")
+    left = (example(kept) if kept else f"<p class=empty>{escape(str(row.get('duplicate_of')))}: in a published "
+                                              "version</p>")
+    return (f"<div class=pair><div class=ex><p class=keep>kept</p>{left}</div>"
+            f"<div class=ex><p class=why>removed: {escape(row.get('reason') or '')}</p>{example(row)}</div></div>")
 
 
 def render(manifest: dict, charts: list[str], noun: str = "documents", examples: str = "", balance: str = "") -> str:
@@ -110,7 +149,8 @@ figure {{ margin: 1.5em 0; }} figcaption {{ font-weight: 600; margin-bottom: .4e
 svg text {{ font-size: 12px; fill: #222; }} .empty {{ color: #777; }}
 .sheet {{ display: flex; flex-wrap: wrap; gap: 8px; }} .ex {{ max-width: 220px; font-size: 12px; }}
 .ex img {{ display: block; max-width: 200px; max-height: 160px; border: 1px solid #ddd; }} .why {{ color: #c62828; margin: 2px 0; }}
-tr.wiped td {{ background: #fdecea; }} .legend {{ font-size: 12px; margin-top: 4px; }}
+tr.wiped td {{ background: #fdecea; }} .value {{ background: #ffe08a; }} .keep {{ color: #1a7f37; margin: 2px 0; }}
+.pair {{ display: flex; gap: 8px; border: 1px solid #eee; padding: 4px; }} .legend {{ font-size: 12px; margin-top: 4px; }}
 blockquote {{ margin: 0; padding: 4px 8px; background: #f6f6f6; white-space: pre-wrap; }}
 .pass {{ color: #1a7f37; margin-right: 1em; }} .off {{ color: #666; margin-right: 1em; }} .fail {{ color: #c62828; font-weight: 700; margin-right: 1em; }}
 </style></head><body>

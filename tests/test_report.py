@@ -43,3 +43,25 @@ def test_report_has_the_four_plots_and_escapes_names():
     assert html.count("<svg") == 4
     assert "<title>10 documents: 1</title>" in html and "<title>de: 1</title>" in html
     assert "<tr><td>train</td><td>12</td><td>5</td><td>2</td></tr>" in html
+
+
+def test_examples_show_the_value_that_broke_the_rule_and_a_duplicate_beside_what_was_kept(tmp_path):
+    from tasks.layout import RunPaths
+    from tasks.report import examples_html, gather_examples
+    from tasks.storage import Store
+    from tasks.text import TEXT
+
+    store, paths = Store(str(tmp_path)), RunPaths("r")
+    rejected = pa.table({"id": ["a", "b"], "text": ["too short", "The cat sat."], "duplicate_of": [None, "k"],
+                         "rule": ["gopher_quality.min_doc_words", "dedup.near"],
+                         "reason": ["gopher_quality.min_doc_words: 2 < 50 (n_words)", "duplicate of k (cluster of 2)"]})
+    store.write_table(rejected.filter(pa.array([True, False])), *paths.rejected("preprocess", "p.parquet"))
+    store.write_table(rejected.filter(pa.array([False, True])), *paths.rejected("dedup", "p.parquet"))
+    store.write_table(pa.table({"id": ["k", "z"], "text": ["The cat sat!", "other"]}), *paths.stage("dedup", "p.parquet"))
+    examples = gather_examples(store, paths, ["p.parquet"], [])
+    assert examples["dedup.near"][0]["representative"] == {"id": "k", "text": "The cat sat!"}
+    page = examples_html(examples, TEXT.example, "documents")
+    assert "gopher_quality.min_doc_words: <b class=value>2</b> &lt; 50 (n_words)" in page
+    assert ("<div class=pair><div class=ex><p class=keep>kept</p><blockquote>The cat sat!</blockquote></div>"
+            "<div class=ex><p class=why>removed: duplicate of k (cluster of 2)</p><blockquote>The cat sat.</blockquote>"
+            "</div></div>") in page
