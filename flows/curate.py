@@ -122,7 +122,7 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
     logger, modality = get_run_logger(), modalities.get(config.modality)
     counts, gate_results, resumed = {}, [], {}
 
-    units = collect.plan_units(files, config.collect.unit_bytes)
+    units = collect.plan_units(files, config.collect.unit_bytes, config.dask.n_workers * config.dask.threads_per_worker)
     collect_settings = collect.sized(config.collect, files, cluster_slots())
     logger.info("run %s: %d source files in %d collect tasks, shards of at most %d rows and %.1f MB -> %s",
                 paths.run_id, len(files), len(units), collect_settings.shard_rows, collect_settings.shard_bytes / 1e6,

@@ -174,8 +174,11 @@ def sized(settings: CollectSettings, files: list[InputFile], slots: int) -> Coll
     return settings.model_copy(update={"shard_bytes": min(settings.shard_bytes, target)})
 
 
-def plan_units(files: list[InputFile], unit_bytes: int) -> list[list[InputFile]]:
-    """Group files into units of work of about `unit_bytes`: one task per big file, many small files per task."""
+def plan_units(files: list[InputFile], unit_bytes: int, workers: int = 1) -> list[list[InputFile]]:
+    """Group files into units of work of about `unit_bytes`, and at most an equal share of `workers`: one task
+    per big file, many small files per task, and every worker a unit when there are files enough (a unit is
+    never cut below MIN_SHARD_BYTES). `workers` comes from the config, so a resumed run plans the same units."""
+    unit_bytes = min(unit_bytes, max(MIN_SHARD_BYTES, -(-sum(f.size for f in files) // max(1, workers))))
     units: list[list[InputFile]] = []
     current: list[InputFile] = []
     size = 0

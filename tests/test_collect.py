@@ -50,6 +50,11 @@ def test_discover_names_a_source_that_matches_nothing(tmp_path):
 def test_plan_units_groups_small_files_and_keeps_big_ones_alone(tmp_path):
     files = [InputFile(f"f{i}", size, "jsonl", None, 0) for i, size in enumerate([10, 10, 100, 5, 5])]
     assert [[f.url for f in u] for u in plan_units(files, 50)] == [["f0", "f1"], ["f2"], ["f3", "f4"]]
+    # two workers: a unit holds at most half the bytes (24 of 48 MiB), so both collect; small corpora stay whole
+    same = [InputFile(f"g{i}", 12 * 2**20, "jsonl", None, 0) for i in range(4)]
+    assert [[f.url for f in u] for u in plan_units(same, 2**30, workers=2)] == [["g0", "g1"], ["g2", "g3"]]
+    assert len(plan_units(same, 2**30)) == 1
+    assert len(plan_units(files, 2**30, workers=2)) == 1
 
 
 def test_jsonl_fields_ids_and_meta(tmp_path):

@@ -12,7 +12,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import pyloudnorm
 import soxr
 
 FULL_SCALE = 0.999           # |sample| at or above: clipped
@@ -47,6 +46,8 @@ def loudness(mono: np.ndarray, rate: int) -> tuple[float, str]:
     """(level, how it was measured): integrated LUFS, or RMS dBFS where the clip is shorter than a gating
     block or BS.1770's gates leave nothing (a clip this quiet is all below the -70 LUFS gate)."""
     if len(mono) >= LOUDNESS_MIN_S * rate:
+        import pyloudnorm  # here, not at the top: it imports scipy.signal (0.5 s) into every run's processes
+
         lufs = pyloudnorm.Meter(rate).integrated_loudness(mono.astype(np.float64))
         if np.isfinite(lufs):
             return float(lufs), "lufs"

@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.text.preprocess.text import (first_occurrences, flatten, per_doc_sum, ratio, repeated, repeated_ngram_codes,
-                                   split_words, text_lengths, token_ids)
+from tasks.text.preprocess.text import (first_occurrences, flatten, per_doc_sum, ratio, repeated, repeated_ngrams,
+                                        split_words, text_lengths, token_ids)
 from tasks.records import Check, Settings, split_by_checks
 
 
@@ -38,28 +38,32 @@ def duplicate_elements(texts, pattern: str) -> tuple[np.ndarray, np.ndarray]:
             per_doc_sum(parent, lengths * dup, n_docs))
 
 
-def top_ngram_chars(codes: np.ndarray, parent: np.ndarray, word_len: np.ndarray, n: int, n_docs: int) -> np.ndarray:
+def top_ngram_chars(grams: tuple[np.ndarray, np.ndarray], parent: np.ndarray, cum: np.ndarray, n: int,
+                    n_docs: int) -> np.ndarray:
     """Per document: characters covered by its most frequent repeated n-gram (length x count)."""
+    pos, ids = grams
     out = np.zeros(n_docs)
-    first = np.flatnonzero(first_occurrences(codes))
-    if len(first) == 0:
+    first = first_occurrences(ids)
+    if not first.any():
         return out
-    counts = np.bincount(codes[codes >= 0])[codes[first]]
-    cum = np.concatenate([[0.0], np.cumsum(word_len)])
-    chars = (cum[first + n] - cum[first] + (n - 1)) * counts
-    docs = parent[first]
+    counts = np.bincount(ids)[ids[first]]
+    starts = pos[first]
+    chars = (cum[starts + n] - cum[starts] + (n - 1)) * counts
+    docs = parent[starts]
     order = np.lexsort((chars, counts, docs))  # per document, the last is the most frequent (then longest)
     last = np.append(docs[order][1:] != docs[order][:-1], True)
     out[docs[order][last]] = chars[order][last]
     return out
 
 
-def duplicated_ngram_chars(codes: np.ndarray, parent: np.ndarray, word_len: np.ndarray, n: int, n_docs: int) -> np.ndarray:
-    """Per document: characters of the words covered by an n-gram that already occurred earlier in it."""
-    starts = np.flatnonzero((codes >= 0) & ~first_occurrences(codes))
-    size = len(codes) + 1
-    covered = np.cumsum(np.bincount(starts, minlength=size) - np.bincount(starts + n, minlength=size))[:-1] > 0
-    return per_doc_sum(parent, word_len * covered, n_docs)
+def duplicated_ngram_chars(grams: tuple[np.ndarray, np.ndarray], parent: np.ndarray, cum: np.ndarray, n: int,
+                           n_docs: int) -> np.ndarray:
+    """Per document: characters of the words covered by an n-gram that already occurred earlier in it. The
+    n-grams' spans all have n words and ascend, so each adds its words up to where the next one starts."""
+    pos, ids = grams
+    starts = pos[~first_occurrences(ids)]
+    ends = np.minimum(starts + n, np.append(starts[1:], np.iinfo(np.int64).max))
+    return np.bincount(parent[starts], weights=(cum[ends] - cum[starts]).astype(np.float64), minlength=n_docs)
 
 
 def filter_gopher_repetition(table: pa.Table, settings: GopherRepetitionSettings) -> tuple[pa.Table, pa.Table]:
@@ -83,12 +87,12 @@ def filter_gopher_repetition(table: pa.Table, settings: GopherRepetitionSettings
     sizes = sorted({n for n, _ in s.top_n_grams} | {n for n, _ in s.dup_n_grams})
     if sizes:
         words, parent = split_words(texts)
-        word_len = np.asarray(pc.utf8_length(words), dtype=np.float64)
-        grams = repeated_ngram_codes(token_ids(words), parent, max(sizes))
+        cum = np.concatenate([[0], np.cumsum(np.asarray(pc.utf8_length(words), dtype=np.int64))])  # word characters
+        grams = repeated_ngrams(token_ids(words), parent, max(sizes))
         for n, limit in s.top_n_grams:
-            add(f"top_{n}_gram", limit, ratio(top_ngram_chars(grams[n], parent, word_len, n, n_docs), chars),
+            add(f"top_{n}_gram", limit, ratio(top_ngram_chars(grams[n], parent, cum, n, n_docs), chars),
                 f"characters in the top {n}-gram")
         for n, limit in s.dup_n_grams:
-            add(f"dup_{n}_gram", limit, ratio(duplicated_ngram_chars(grams[n], parent, word_len, n, n_docs), chars),
+            add(f"dup_{n}_gram", limit, ratio(duplicated_ngram_chars(grams[n], parent, cum, n, n_docs), chars),
                 f"characters in duplicated {n}-grams")
     return split_by_checks(table, checks)

@@ -56,43 +56,47 @@ def repeated(parent: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return pd.Series(key).duplicated().to_numpy()
 
 
-def _drop_singletons(codes: np.ndarray) -> np.ndarray:
-    counts = np.bincount(codes[codes >= 0])
-    single = codes >= 0
-    single[single] = counts[codes[single]] == 1
-    codes[single] = -1
-    return codes
+def repeated_ngrams(word_ids: np.ndarray, parent: np.ndarray, max_n: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """For n = 1..max_n: (positions, ids) of the word n-grams that occur at least twice in their document.
 
-
-def repeated_ngram_codes(word_ids: np.ndarray, parent: np.ndarray, max_n: int) -> dict[int, np.ndarray]:
-    """For n = 1..max_n, the id of the word n-gram starting at each position, unique per document.
-
-    -1 marks an n-gram that runs past its document or occurs once in it. An n-gram that occurs once
-    makes every longer one starting there unique too, so each size only extends the repeated prefixes
-    of the size before: beyond 3-grams almost nothing is left to look at.
+    Positions ascend; ids are unique per document and numbered in order of first appearance. An n-gram
+    that occurs once makes every longer one starting there unique too, so each size only extends the
+    repeated n-grams of the size before: the arrays shrink fast, and beyond 3-grams almost nothing is left
+    to look at (no pass over every word after the first).
     """
     m = len(word_ids)
     if m == 0:
-        return {n: np.zeros(0, dtype=np.int64) for n in range(1, max_n + 1)}
-    words = _drop_singletons(pd.factorize(parent.astype(np.int64) * (int(word_ids.max()) + 1) + word_ids)[0])
-    out = {1: words}
+        return {n: (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)) for n in range(1, max_n + 1)}
+    words = pd.factorize(parent.astype(np.int64) * (int(word_ids.max()) + 1) + word_ids)[0]
+    out = {1: _repeated(np.arange(m), words)}
+    dense = np.full(m, -1, dtype=np.int64)  # word ids, -1 for a word that occurs once in its document
+    dense[out[1][0]] = out[1][1]
     width = int(words.max()) + 1
     for n in range(2, max_n + 1):
-        codes = np.full(m, -1, dtype=np.int64)
-        k = m - n + 1
-        if k > 0:
-            head, tail = out[n - 1][:k], words[n - 1:]
-            valid = (head >= 0) & (tail >= 0) & (parent[:k] == parent[n - 1:])
-            codes[:k][valid] = pd.factorize(head[valid] * width + tail[valid])[0]
-        out[n] = _drop_singletons(codes)
+        pos, head = out[n - 1]
+        inside = pos + n - 1 < m
+        pos, head = pos[inside], head[inside]
+        tail = dense[pos + n - 1]
+        valid = (tail >= 0) & (parent[pos] == parent[pos + n - 1])
+        out[n] = _repeated(pos[valid], pd.factorize(head[valid] * width + tail[valid])[0])
     return out
 
 
-def first_occurrences(codes: np.ndarray) -> np.ndarray:
-    """True where a code (>= 0) appears for the first time; codes must be numbered in order of appearance."""
-    seen_max = np.maximum.accumulate(codes)
-    first = codes >= 0
-    first[1:] &= codes[1:] > seen_max[:-1]
+def _repeated(pos: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (position, id) pairs whose id occurs at least twice."""
+    if len(ids) == 0:
+        return pos, ids
+    twice = np.bincount(ids)[ids] >= 2
+    return pos[twice], ids[twice]
+
+
+def first_occurrences(ids: np.ndarray) -> np.ndarray:
+    """True where an id appears for the first time; ids must be numbered in order of appearance."""
+    if len(ids) == 0:
+        return np.zeros(0, dtype=bool)
+    seen_max = np.maximum.accumulate(ids)
+    first = np.ones(len(ids), dtype=bool)
+    first[1:] = ids[1:] > seen_max[:-1]
     return first
 
 
