@@ -17,6 +17,7 @@ workers and the orchestration (the flow's process and the Prefect server), which
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import shutil
 import subprocess
@@ -145,6 +146,11 @@ def run_curate(root: Path, shards: list[str], documents: int, workers: int) -> d
     return result | {"peak_worker_rss": monitor.peak, "cpu": cpu}
 
 
+def count_jsonl(folder: Path) -> int:
+    """Documents in a datatrove JsonlWriter's output (gzipped by default)."""
+    return sum(1 for f in folder.glob("*.jsonl*") for _ in (gzip.open(f) if f.suffix == ".gz" else open(f, "rb")))
+
+
 def datatrove_python(where: Path) -> Path:
     venv = where / "datatrove-venv"
     python = venv / "bin" / "python"
@@ -164,7 +170,7 @@ def run_datatrove(python: Path, jsonl: Path, work: Path, workers: int, files: in
     if out.returncode:
         sys.exit(f"datatrove failed:\n{out.stderr[-3000:]}")
     stages = json.loads(out.stdout.strip().splitlines()[-1])
-    removed = sum(1 for f in (work / "removed").glob("*.jsonl*") for _ in open(f, "rb"))
+    removed = count_jsonl(work / "removed")
     return {"seconds": sum(stages.values()), "wall": time.perf_counter() - started, "stages": stages,
             "removed": removed, "peak_worker_rss": memory.peak}
 

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.corpus import build  # noqa: E402
-from bench.dedup_vs_datatrove import datatrove_python  # noqa: E402
+from bench.dedup_vs_datatrove import count_jsonl, datatrove_python  # noqa: E402
 
 DATATROVE_JOB = '''
 import json, sys, time
@@ -110,9 +110,8 @@ def run_datatrove(python: Path, corpus: Path, work: Path, workers: int, files: i
     seconds = time.perf_counter() - started
     if done.returncode:
         sys.exit(f"datatrove failed:\n{done.stderr[-3000:]}")
-    count = lambda folder: sum(1 for f in (work / folder).glob("*.jsonl*") for _ in open(f, "rb"))  # noqa: E731
     return {"seconds": seconds, "stages": json.loads(done.stdout.strip().splitlines()[-1]),
-            "kept": count("filtered"), "published": count("deduplicated")}
+            "kept": count_jsonl(work / "filtered"), "published": count_jsonl(work / "deduplicated")}
 
 
 def main() -> None:
