@@ -72,7 +72,7 @@ def html(balance: dict | None, noun: str) -> str:
             f"<tr{' class=wiped' if r['wiped_by'] else ''}><td>{escape(r['group'])}</td>"
             + "".join(f"<td>{r['rows'][s]:,} <small>({r['shares'][s]:.1%})</small></td>" for s in stages)
             + f"<td>{' / '.join(f'{n:,}' for n in r['splits'].values())}</td>"
-            + f"<td>{escape(removed_line(r))}</td></tr>" for r in rows[:LISTED])
+            + f"<td class=left>{escape(removed_line(r))}</td></tr>" for r in rows[:LISTED])
         parts.append(f"<h3>{escape(column)}</h3><table><tr><th>group</th>{head}<th>train / validation / test</th>"
                      f"<th>removed by</th></tr>{body}</table>{escape(more(rows))}{share_bars(column, rows, stages)}")
     return "".join(parts)

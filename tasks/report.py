@@ -6,6 +6,7 @@ data, so the page needs no plotting library and no network to open.
 
 from __future__ import annotations
 
+import re
 from html import escape
 
 import pyarrow as pa
@@ -105,12 +106,16 @@ def examples_html(examples: dict[str, list[dict]], example, noun: str) -> str:
     return "".join(parts)
 
 
+LIMIT = re.compile(r" (?=(?:<|>|not in|has|outside) )")  # where a reason's limit starts (records.Check)
+
+
 def why(reason: str, rule: str) -> str:
-    """The reason with the measured value that broke the rule in bold: `rule: <b>12</b> < 50 (n_words)`."""
-    value, _, limit = reason.removeprefix(f"{rule}: ").partition(" ")
-    if not reason.startswith(f"{rule}: ") or not value:
+    """The reason with the measured value that broke the rule in bold: `rule: <b>12</b> < 50 (n_words)`,
+    `c4.curly_bracket: <b>line 85</b> has '{'`; a reason without a limit is bold after the rule."""
+    if not reason.startswith(f"{rule}: "):
         return escape(reason)
-    return f"{escape(rule)}: <b class=value>{escape(value)}</b> {escape(limit)}"
+    value, *limit = LIMIT.split(reason.removeprefix(f"{rule}: "), maxsplit=1)
+    return f"{escape(rule)}: <b class=value>{escape(value)}</b>" + "".join(f" {escape(part)}" for part in limit)
 
 
 def duplicate_pair(row: dict, example) -> str:
@@ -144,7 +149,7 @@ def render(manifest: dict, charts: list[str], noun: str = "documents", examples:
 body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 960px; color: #222; }}
 table {{ border-collapse: collapse; margin: .5em 0 1.5em; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 10px; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
+td:first-child, th:first-child, td.left {{ text-align: left; }}
 figure {{ margin: 1.5em 0; }} figcaption {{ font-weight: 600; margin-bottom: .4em; }}
 svg text {{ font-size: 12px; fill: #222; }} .empty {{ color: #777; }}
 .sheet {{ display: flex; flex-wrap: wrap; gap: 8px; }} .ex {{ max-width: 220px; font-size: 12px; }}

@@ -47,7 +47,7 @@ def test_report_has_the_four_plots_and_escapes_names():
 
 def test_examples_show_the_value_that_broke_the_rule_and_a_duplicate_beside_what_was_kept(tmp_path):
     from tasks.layout import RunPaths
-    from tasks.report import examples_html, gather_examples
+    from tasks.report import examples_html, gather_examples, why
     from tasks.storage import Store
     from tasks.text import TEXT
 
@@ -62,6 +62,10 @@ def test_examples_show_the_value_that_broke_the_rule_and_a_duplicate_beside_what
     assert examples["dedup.near"][0]["representative"] == {"id": "k", "text": "The cat sat!"}
     page = examples_html(examples, TEXT.example, "documents")
     assert "gopher_quality.min_doc_words: <b class=value>2</b> &lt; 50 (n_words)" in page
+    assert why("c4.curly_bracket: line 85 has '{'", "c4.curly_bracket") == \
+        "c4.curly_bracket: <b class=value>line 85</b> has &#x27;{&#x27;"
+    assert why("language.allowed: fr not in ['en']", "language.allowed") == \
+        "language.allowed: <b class=value>fr</b> not in [&#x27;en&#x27;]"
     assert ("<div class=pair><div class=ex><p class=keep>kept</p><blockquote>The cat sat!</blockquote></div>"
             "<div class=ex><p class=why>removed: duplicate of k (cluster of 2)</p><blockquote>The cat sat.</blockquote>"
             "</div></div>") in page
