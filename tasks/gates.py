@@ -90,6 +90,8 @@ def _new_context():
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    from tasks import gx_groups  # noqa: F401  registers curate's own expectation
+
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     context.data_sources.add_pandas("curate")
@@ -177,6 +179,7 @@ def validate_shard(table: pa.Table, suite: dict, shard: str, store: Store | None
             "expectation": cfg.type, "column": cfg.kwargs.get("column"), "mostly": cfg.kwargs.get("mostly"),
             "success": bool(r.success), "error": "; ".join(sorted(errors)) or None,
             "element_count": r.result.get("element_count"), "unexpected_count": r.result.get("unexpected_count"),
+            **({"group_counts": r.result["group_counts"]} if "group_counts" in r.result else {}),
         })
     return {"shard": shard, "rows": table.num_rows, "success": bool(run.success), "expectations": expectations,
             "data_docs": pages}
@@ -191,7 +194,19 @@ def aggregate(gate: str, suite: dict, shard_results: list[dict], policy: GatePol
         counted = all(e["unexpected_count"] is not None for e in per_shard) and per_shard
         entry = {"expectation": spec["type"], "column": spec.get("kwargs", {}).get("column"),
                  "mostly": spec.get("kwargs", {}).get("mostly")}
-        if counted:
+        if per_shard and all("group_counts" in e for e in per_shard):  # tasks.gx_groups: judged on the sums
+            from tasks.gx_groups import largest_share
+
+            counts: dict[str, int] = {}
+            for e in per_shard:
+                for group, n in e["group_counts"].items():
+                    counts[group] = counts.get(group, 0) + n
+            group, share = largest_share(counts)
+            entry.update(element_count=rows, unexpected_count=None, largest_group=group, observed_share=round(share, 4),
+                         success=share <= spec["kwargs"]["max_share"] + 1e-12,
+                         error=None if share <= spec["kwargs"]["max_share"] + 1e-12 else
+                         f"largest group {group!r} is {share:.1%} of the rows, above {spec['kwargs']['max_share']:.1%}")
+        elif counted:
             total = sum(e["element_count"] or 0 for e in per_shard)
             bad = sum(e["unexpected_count"] for e in per_shard)
             mostly = entry["mostly"] if entry["mostly"] is not None else 1.0
@@ -222,6 +237,8 @@ def failure_message(result: dict) -> str:
             allowed = f", allowed at most {100 * (1 - e['mostly']):.4g}%" if e["mostly"] is not None else ""
             parts.append(f"{e['expectation']}{where}: {e['unexpected_count']} of {e['element_count']} rows unexpected "
                          f"({e['unexpected_percent']:.4g}%{allowed})")
+        elif "largest_group" in e:
+            parts.append(f"{e['expectation']}{where}: {e['error']}")
         else:
             error = f" ({e['error']})" if e.get("error") else ""
             parts.append(f"{e['expectation']}{where}: failed on {e['failed_shards']} of {result['shards']} shards{error}")

@@ -137,3 +137,20 @@ def test_publishing_a_version_is_exclusive(tmp_path, s3):
             with claimed(store, "v3", "run-d"):
                 raise RuntimeError("gate failed")
         assert not store.exists("claims", "v3")  # given back by a run that failed too
+
+
+def test_the_largest_group_share_is_judged_on_every_shard_together():
+    suite = {"name": "t", "expectations": [
+        {"type": "expect_column_largest_group_share_to_be_at_most", "kwargs": {"column": "lang", "max_share": 0.5}}]}
+    a = pa.table({"id": ["1", "2", "3", "4"], "lang": ["x", "x", "x", "y"]})       # x is 75% of this shard
+    b = pa.table({"id": ["5", "6", "7", "8"], "lang": ["y", "y", "y", None]})
+    results = [gates.validate_shard(a, suite, "a"), gates.validate_shard(b, suite, "b")]
+    assert results[0]["expectations"][0]["group_counts"] == {"x": 3, "y": 1}
+    assert results[0]["expectations"][0]["success"] is False
+    passed = gates.aggregate("export", suite, results, "fail")  # together: y 4 of 8 = 50%
+    assert (passed["success"], passed["expectations"][0]["largest_group"], passed["expectations"][0]["observed_share"]) == \
+        (True, "y", 0.5)
+    failed = gates.aggregate("export", suite, results[:1], "fail")
+    assert gates.failure_message(failed) == (
+        "gate 'export' failed (suite 't'): expect_column_largest_group_share_to_be_at_most on column 'lang': "
+        "largest group 'x' is 75.0% of the rows, above 50.0%")
