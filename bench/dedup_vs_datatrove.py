@@ -55,7 +55,15 @@ from datatrove.utils.hashing import HashConfig
 
 src, work, workers, files = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 config = MinhashConfig(hash_config=HashConfig(precision=64))
-stages = [
+stages = []
+if sys.argv[5:] == ["filters"]:  # bench/pipeline_vs_datatrove.py: the quality rules and PII first
+    from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter, GopherRepetitionFilter
+    from datatrove.pipeline.formatters import PIIFormatter
+
+    stages.append(("filters", [JsonlReader(src), GopherRepetitionFilter(), GopherQualityFilter(), C4QualityFilter(),
+                               PIIFormatter(), JsonlWriter(f"{work}/filtered")], files))
+    src = f"{work}/filtered"
+stages += [
     ("signatures", [JsonlReader(src), MinhashDedupSignature(output_folder=f"{work}/signatures", config=config)], files),
     ("buckets", [MinhashDedupBuckets(input_folder=f"{work}/signatures", output_folder=f"{work}/buckets",
                                      config=config)], config.num_buckets),
@@ -70,7 +78,7 @@ for name, pipeline, tasks in stages:
     started = time.perf_counter()
     LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=min(workers, tasks),
                           logging_dir=f"{work}/logs/{name}").run()
-    times[name] = time.perf_counter() - started
+    times[name] = round(time.perf_counter() - started, 2)
 print(json.dumps(times))
 '''
 

@@ -34,41 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.corpus import build  # noqa: E402
-from bench.dedup_vs_datatrove import count_jsonl, datatrove_python  # noqa: E402
-
-DATATROVE_JOB = '''
-import json, sys, time
-from datatrove.executor import LocalPipelineExecutor
-from datatrove.pipeline.dedup import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature
-from datatrove.pipeline.dedup.minhash import MinhashConfig
-from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter, GopherRepetitionFilter
-from datatrove.pipeline.formatters import PIIFormatter
-from datatrove.pipeline.readers import JsonlReader
-from datatrove.pipeline.writers import JsonlWriter
-from datatrove.utils.hashing import HashConfig
-
-src, work, workers, files = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-config = MinhashConfig(hash_config=HashConfig(precision=64))
-filtered = f"{work}/filtered"
-stages = [
-    ("filters", [JsonlReader(src), GopherRepetitionFilter(), GopherQualityFilter(), C4QualityFilter(), PIIFormatter(),
-                 JsonlWriter(filtered)], files),
-    ("signatures", [JsonlReader(filtered), MinhashDedupSignature(output_folder=f"{work}/signatures", config=config)], files),
-    ("buckets", [MinhashDedupBuckets(input_folder=f"{work}/signatures", output_folder=f"{work}/buckets",
-                                     config=config)], config.num_buckets),
-    ("cluster", [MinhashDedupCluster(input_folder=f"{work}/buckets", output_folder=f"{work}/remove_ids",
-                                     config=config)], 1),
-    ("filter", [JsonlReader(filtered), MinhashDedupFilter(input_folder=f"{work}/remove_ids"),
-                JsonlWriter(f"{work}/deduplicated")], files),
-]
-times = {}
-for name, pipeline, tasks in stages:
-    started = time.perf_counter()
-    LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=min(workers, tasks),
-                          logging_dir=f"{work}/logs/{name}").run()
-    times[name] = round(time.perf_counter() - started, 1)
-print(json.dumps(times))
-'''
+from bench.dedup_vs_datatrove import DATATROVE_JOB, count_jsonl, datatrove_python  # noqa: E402
 
 
 def write_corpus(docs: int, files: int, folder: Path) -> float:
@@ -105,8 +71,8 @@ def run_curate(corpus: Path, out: Path, workers: int) -> dict:
 def run_datatrove(python: Path, corpus: Path, work: Path, workers: int, files: int) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     started = time.perf_counter()
-    done = subprocess.run([str(python), "-c", DATATROVE_JOB, str(corpus), str(work), str(workers), str(files)],
-                          capture_output=True, text=True)
+    done = subprocess.run([str(python), "-c", DATATROVE_JOB, str(corpus), str(work), str(workers), str(files),
+                           "filters"], capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode:
         sys.exit(f"datatrove failed:\n{done.stderr[-3000:]}")
