@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,11 +39,13 @@ class TemporaryServer:
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         app_dir = Path(importlib.util.find_spec("prefect").origin).parent.parent
         env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+        # its output goes to a file, not a pipe: a pipe nobody reads would stall the server once full
+        self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent)
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         print(f"Starting temporary Prefect server on http://127.0.0.1:{self.port}", file=sys.stderr)
 
     def ready(self, timeout: float) -> str:
@@ -51,8 +54,9 @@ class TemporaryServer:
         with httpx.Client() as client:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
+                    self.log.seek(0)
                     raise RuntimeError(f"the temporary Prefect server exited with code {self.process.returncode}: "
-                                       f"{self.process.stderr.read().decode(errors='replace')[-2000:]}")
+                                       f"{self.log.read().decode(errors='replace')[-2000:]}")
                 try:
                     if client.get(f"{self.api_url}/health", timeout=2).status_code == 200:
                         return self.api_url
@@ -71,3 +75,4 @@ class TemporaryServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.log.close()
