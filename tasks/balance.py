@@ -66,7 +66,7 @@ def count_shard(store: Store, paths: RunPaths, shard: str, columns: list[str], s
     def read(parts):
         if not store.exists(*parts):
             return None
-        return store.read_table(*parts, columns=[c for c in wanted if c in store.read_schema(*parts).names])
+        return store.read_present(*parts, columns=wanted)
 
     out = {"stages": {}, "removed": {}}
     for stage in stages:
@@ -135,7 +135,7 @@ def plan(store: Store, inputs: list[tuple[str, ...]], settings: BalanceSettings)
     """For each group of the cap column over its cap: how many rows it has, how many it keeps, and the key of
     the last row it keeps. Reads only the id, the cap column and the quality column of each shard."""
     columns = ["id", *groups.source_columns([settings.cap_column] + ([settings.quality] if settings.quality else []))]
-    parts = [store.read_table(*p, columns=[c for c in columns if c in store.read_schema(*p).names]) for p in inputs]
+    parts = [store.read_present(*p, columns=columns) for p in inputs]
     group = np.concatenate([groups.of(t, settings.cap_column) for t in parts] or [np.array([], dtype=object)])
     keys = [order_keys(t, settings) for t in parts]
     first = np.concatenate([k[0] for k in keys] or [np.array([])])

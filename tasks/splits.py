@@ -71,7 +71,7 @@ def stratified_cuts(store: Store, inputs: list[tuple[str, ...]], splits: SplitSe
     """{group: [first cut, second cut]} such that each group's rows split by its quotas: the cut is the
     position of the first row past a split. Reads the id and the stratify column of every input shard."""
     columns = ["id", *groups.source_columns([splits.stratify_by])]
-    tables = [store.read_table(*p, columns=[c for c in columns if c in store.read_schema(*p).names]) for p in inputs]
+    tables = [store.read_present(*p, columns=columns) for p in inputs]
     group = np.concatenate([groups.of(t, splits.stratify_by) for t in tables] or [np.array([], dtype=object)])
     u = np.concatenate([positions(t["id"]) for t in tables] or [np.array([])])
     cuts = {}

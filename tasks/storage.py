@@ -123,6 +123,12 @@ class Store:
         with self.fs.open(self.path(*parts), "rb") as f:
             return pq.read_table(f, columns=columns, filters=filters)
 
+    def read_present(self, *parts: str, columns: list[str]) -> pa.Table:
+        """Those of `columns` the file has (a stage adds columns: an early stage's file lacks later ones)."""
+        with self.fs.open(self.path(*parts), "rb") as f:
+            file = pq.ParquetFile(f)
+            return file.read(columns=[c for c in columns if c in file.schema_arrow.names])
+
     def read_schema(self, *parts: str) -> pa.Schema:
         with self.fs.open(self.path(*parts), "rb") as f:
             return pq.read_schema(f)
