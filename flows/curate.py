@@ -50,7 +50,7 @@ def curate(config: PipelineConfig, resume: str | None = None) -> dict:
         summary = curate_once(config, resume)
     except (gates.GateFailed, VersionExists, export.VersionClaimed, NothingToPublish, RepeatedIds,
             secrets.SecretUnavailable, preflight.NotReady, collect.SourceError, runs.CannotResume,
-            TokenizerError, balance.CapsLeaveNothing) as stop:
+            TokenizerError, balance.BalanceError) as stop:
         # An expected stop: the Failed state carries the reason to the UI and the caller (as FailedRun),
         # without an engine traceback.
         return Failed(message=str(stop))

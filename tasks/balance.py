@@ -26,7 +26,11 @@ from tasks.storage import Store
 RULE = "balance.cap"
 
 
-class CapsLeaveNothing(ValueError):
+class BalanceError(ValueError):
+    """The caps cannot be applied as configured; the message names the key and why."""
+
+
+class CapsLeaveNothing(BalanceError):
     """max_share is below 1 / (number of groups): no row could stay."""
 
 
@@ -125,7 +129,7 @@ def order_keys(table: pa.Table, settings: BalanceSettings) -> tuple[np.ndarray, 
     if not settings.quality:
         return np.zeros(table.num_rows), hashes
     if settings.quality not in table.column_names:
-        raise ValueError(f"balance.quality names column {settings.quality!r}, which the records do not have "
+        raise BalanceError(f"balance.quality names column {settings.quality!r}, which the records do not have "
                          f"(columns: {', '.join(table.column_names)})")
     quality = np.asarray(pc.fill_null(pc.cast(table[settings.quality], pa.float64()), -np.inf), dtype=np.float64)
     return -np.nan_to_num(quality, nan=-np.inf), hashes

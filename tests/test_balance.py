@@ -77,6 +77,9 @@ def test_a_share_no_group_can_meet_is_an_error_that_says_why(tmp_path):
         plan_over_shards(tmp_path, records({"a": 5, "b": 5}), BalanceSettings(by=["meta.category"], max_share=0.4), 4)
     with pytest.raises(ValueError, match="name it in by or cap_by"):
         BalanceSettings(max_per_group=3)
+    with pytest.raises(balance.BalanceError, match="balance.quality names column 'stars', which the records do not have"):
+        plan_over_shards(tmp_path / "q", records({"a": 5}), BalanceSettings(by=["meta.category"], max_per_group=2,
+                                                                         quality="stars"), 2)
 
 
 def test_quotas_round_the_fractions_and_fill_train_first():
