@@ -162,26 +162,23 @@ def plan(store: Store, inputs: list[tuple[str, ...]], settings: BalanceSettings)
 
 def capped(table: pa.Table, settings: BalanceSettings, decided: dict) -> tuple[pa.Table, pa.Table]:
     """(kept, rejected) of a shard under the plan: a row of an over-cap group is kept while its key is at
-    or before the group's last kept key."""
-    group = groups.of(table, decided["column"])
+    or before the group's last kept key. One pass whatever the number of capped groups."""
+    names = list(decided["over"])
+    at = pd.Index(names, dtype=object).get_indexer(groups.of(table, decided["column"]))
+    capped_row, at = at >= 0, np.maximum(at, 0)
+    overs = [decided["over"][name] for name in names] or [{"last": None}]
+    keeps_none = np.array([o["last"] is None for o in overs])
+    last_first = np.array([o["last"][0] if o["last"] else 0.0 for o in overs], dtype=np.float64)
+    last_second = np.array([o["last"][1] if o["last"] else 0 for o in overs], dtype=np.uint64)
     first, second = order_keys(table, settings)
-    drop = np.zeros(table.num_rows, dtype=bool)
-    reasons = np.full(table.num_rows, None, dtype=object)
-    why = (f"max_share {settings.max_share:g}" if settings.max_share is not None else "") + \
-          (" and " if settings.max_share is not None and settings.max_per_group else "") + \
-          (f"max_per_group {settings.max_per_group}" if settings.max_per_group else "")
-    for name, over in decided["over"].items():
-        rows = group == name
-        if over["last"] is None:
-            beyond = rows
-        else:
-            q, h = over["last"]
-            beyond = rows & ((first > q) | ((first == q) & (second > np.uint64(h))))
-        drop |= beyond
-        reasons[beyond] = (f"{RULE}: {decided['column']}={name} has {over['rows']} rows, keeps {over['keeps']} "
-                           f"({why})")
+    drop = capped_row & (keeps_none[at] | (first > last_first[at])
+                         | ((first == last_first[at]) & (second > last_second[at])))
+    why = " and ".join(([f"max_share {settings.max_share:g}"] if settings.max_share is not None else [])
+                       + ([f"max_per_group {settings.max_per_group}"] if settings.max_per_group else []))
+    reasons = np.array([f"{RULE}: {decided['column']}={name} has {o['rows']} rows, keeps {o['keeps']} ({why})"
+                        for name, o in zip(names, overs)] or [""], dtype=object)
     rows = np.flatnonzero(drop)
     rejected = (table.take(pa.array(rows)).append_column("rule", pa.array([RULE] * len(rows), pa.string()))
-                .append_column("reason", pa.array(reasons[rows].tolist(), pa.string())))
+                .append_column("reason", pa.array(reasons[at[rows]].tolist(), pa.string())))
     return table.filter(pa.array(~drop)), rejected
 

@@ -42,11 +42,10 @@ def assign_splits(ids, splits: SplitSettings, group: np.ndarray | None = None, c
     """Split name per id: below the first cut train, below the second validation, else test. The cuts are
     the fractions, or with `cuts` ({group: [first, second]}) those of each row's `group`."""
     u = positions(ids)
-    first = np.full(len(u), splits.train)
-    second = np.full(len(u), splits.train + splits.validation)
-    for name, (a, b) in (cuts or {}).items():
-        rows = group == name
-        first[rows], second[rows] = a, b
+    names = list(cuts or {})
+    table = np.array([cuts[name] for name in names] + [[splits.train, splits.train + splits.validation]])
+    at = pd.Index(names, dtype=object).get_indexer(group) if names else np.full(len(u), -1)
+    first, second = table[at, 0], table[at, 1]  # -1: the last row, the fractions
     return np.where(u < first, "train", np.where(u < second, "validation", "test"))
 
 
@@ -74,10 +73,12 @@ def stratified_cuts(store: Store, inputs: list[tuple[str, ...]], splits: SplitSe
     tables = [store.read_present(*p, columns=columns) for p in inputs]
     group = np.concatenate([groups.of(t, splits.stratify_by) for t in tables] or [np.array([], dtype=object)])
     u = np.concatenate([positions(t["id"]) for t in tables] or [np.array([])])
+    codes, names = pd.factorize(group)
+    ranked = u[np.lexsort((u, codes))]  # by group, then position
+    sizes = np.bincount(codes, minlength=len(names))
+    starts = np.cumsum(sizes) - sizes
     cuts = {}
-    for name in np.unique(group).tolist():
-        ranked = np.sort(u[group == name])
-        train, validation, _ = quotas(len(ranked), splits)
-        at = lambda k: float(ranked[k]) if k < len(ranked) else 1.0
-        cuts[name] = [at(train), at(train + validation)]
+    for name, start, n in zip(names.tolist(), starts.tolist(), sizes.tolist()):
+        train, validation, _ = quotas(n, splits)
+        cuts[name] = [float(ranked[start + k]) if k < n else 1.0 for k in (train, train + validation)]
     return cuts
