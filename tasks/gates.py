@@ -119,9 +119,7 @@ def _validator(suite: dict, shard: str, docs_dir: str):
         _suites_loaded[name] = content
     gx_suite = context.suites.get(name)
     definition = context.validation_definitions.add(gx.ValidationDefinition(name=asset_name, data=batch, suite=gx_suite))
-    checkpoint = context.checkpoints.add(gx.Checkpoint(
-        name=asset_name, validation_definitions=[definition],
-        actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")]))
+    checkpoint = context.checkpoints.add(gx.Checkpoint(name=asset_name, validation_definitions=[definition]))
     return checkpoint, source, asset_name
 
 
@@ -152,6 +150,13 @@ def validate_shard(table: pa.Table, suite: dict, shard: str, store: Store | None
         checkpoint, source, asset_name = _validator(suite, shard, docs_dir)
         try:
             result = checkpoint.run(batch_parameters={"dataframe": table.to_pandas()})
+            # the shard's own page, and the suite's page once per gate: not the index (the gate writes its
+            # own) nor the suite's page again for every shard
+            resources = list(result.run_results)
+            if store is not None and not store.exists(*docs_parts, "expectations", f"{suite['name']}.html"):
+                from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+                resources.append(ExpectationSuiteIdentifier(name=suite["name"]))
+            _context().build_data_docs(site_names=["shard"], resource_identifiers=resources, build_index=False)
         finally:
             context = _context()
             context.checkpoints.delete(asset_name)
