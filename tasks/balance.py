@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 from tasks import groups
 from tasks.layout import RunPaths
 from tasks.records import Settings, StageCounts
-from tasks.splits import SplitSettings, with_splits
+from tasks.splits import SplitSettings, id_hashes, with_splits
 from tasks.storage import Store
 
 RULE = "balance.cap"
@@ -124,8 +124,7 @@ def cap_limit(sizes: list[int], max_share: float | None, max_per_group: int | No
 
 def order_keys(table: pa.Table, settings: BalanceSettings) -> tuple[np.ndarray, np.ndarray]:
     """(negated quality, seeded id hash) per row: the lexicographically smaller row is kept first."""
-    seeded = pc.binary_join_element_wise(str(settings.seed), table["id"], ":")
-    hashes = pd.util.hash_array(np.asarray(seeded, dtype=object), hash_key="curate-balance01", categorize=False)
+    hashes = id_hashes(table["id"], "curate-balance01", settings.seed)
     if not settings.quality:
         return np.zeros(table.num_rows), hashes
     if settings.quality not in table.column_names:

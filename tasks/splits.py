@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from tasks import groups
@@ -32,10 +33,17 @@ class SplitSettings(Settings):
         return self
 
 
+def id_hashes(ids, hash_key: str, seed: int | None = None) -> np.ndarray:
+    """A stable 64-bit hash per id (SipHash keyed by `hash_key`, 16 characters), under `seed` when given:
+    what splits, caps and the token shards' order take, so they never depend on where a record sits."""
+    if seed is not None:
+        ids = pc.binary_join_element_wise(str(seed), ids, ":")
+    return pd.util.hash_array(np.asarray(ids, dtype=object), hash_key=hash_key, categorize=False)
+
+
 def positions(ids) -> np.ndarray:
     """A stable number in [0, 1) per id."""
-    h = pd.util.hash_array(np.asarray(ids, dtype=object), hash_key="curate-splits-01", categorize=False)
-    return h.astype(np.float64) / 2.0**64
+    return id_hashes(ids, "curate-splits-01").astype(np.float64) / 2.0**64
 
 
 def assign_splits(ids, splits: SplitSettings, group: np.ndarray | None = None, cuts: dict | None = None) -> np.ndarray:

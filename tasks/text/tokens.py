@@ -15,7 +15,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
@@ -23,7 +22,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from tasks import layout
 from tasks.records import Settings
-from tasks.splits import with_splits
+from tasks.splits import id_hashes, with_splits
 from tasks.storage import Store
 
 TOKEN_IDS = "token_ids"   # the tokenize step's column: a document's ids and its end token; never exported
@@ -151,9 +150,7 @@ def tokenize(table: pa.Table, data: bytes, tokenizer_id: dict) -> pa.Table:
 
 def shuffled(table: pa.Table, seed: int) -> pa.Table:
     """The rows in a seeded order that depends only on their ids: the same documents, the same order."""
-    seeded = pc.binary_join_element_wise(str(seed), table["id"], ":")
-    keys = pd.util.hash_array(np.asarray(seeded, dtype=object), hash_key="curate-order-001", categorize=False)
-    return table.take(pa.array(np.argsort(keys, kind="stable")))
+    return table.take(pa.array(np.argsort(id_hashes(table["id"], "curate-order-001", seed), kind="stable")))
 
 
 def finish_shard(table: pa.Table, settings) -> tuple[pa.Table, dict[str, bytes], dict]:
