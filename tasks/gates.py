@@ -8,6 +8,7 @@ worker and copied next to the gate's JSON report.
 from __future__ import annotations
 
 import json
+from collections import Counter
 import os
 import tempfile
 import threading
@@ -200,17 +201,13 @@ def aggregate(gate: str, suite: dict, shard_results: list[dict], policy: GatePol
         entry = {"expectation": spec["type"], "column": spec.get("kwargs", {}).get("column"),
                  "mostly": spec.get("kwargs", {}).get("mostly")}
         if per_shard and all("group_counts" in e for e in per_shard):  # tasks.gx_groups: judged on the sums
-            from tasks.gx_groups import largest_share
+            from tasks.gx_groups import judged
 
-            counts: dict[str, int] = {}
-            for e in per_shard:
-                for group, n in e["group_counts"].items():
-                    counts[group] = counts.get(group, 0) + n
-            group, share = largest_share(counts)
+            limit = spec["kwargs"]["max_share"]
+            ok, group, share = judged(sum((Counter(e["group_counts"]) for e in per_shard), Counter()), limit)
             entry.update(element_count=rows, unexpected_count=None, largest_group=group, observed_share=round(share, 4),
-                         success=share <= spec["kwargs"]["max_share"] + 1e-12,
-                         error=None if share <= spec["kwargs"]["max_share"] + 1e-12 else
-                         f"largest group {group!r} is {share:.1%} of the rows, above {spec['kwargs']['max_share']:.1%}")
+                         success=ok, error=None if ok else
+                         f"largest group {group!r} is {share:.1%} of the rows, above {limit:.1%}")
         elif counted:
             total = sum(e["element_count"] or 0 for e in per_shard)
             bad = sum(e["unexpected_count"] for e in per_shard)

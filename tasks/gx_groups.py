@@ -35,14 +35,16 @@ class ExpectColumnLargestGroupShareToBeAtMost(ColumnAggregateExpectation):
 
     def _validate(self, metrics: dict, runtime_configuration: dict | None = None, execution_engine=None) -> dict:
         counts = metrics["column.curate_group_counts"]
-        return {"success": largest_share(counts)[1] <= self.max_share + 1e-12,
-                "result": {"observed_value": largest_share(counts)[1], "group_counts": counts}}
+        success, _, share = judged(counts, self.max_share)
+        return {"success": success, "result": {"observed_value": share, "group_counts": counts}}
 
 
-def largest_share(counts: dict[str, int]) -> tuple[str | None, float]:
-    """(the largest group, its share of all rows); (None, 0) without rows."""
+def judged(counts: dict[str, int], max_share: float) -> tuple[bool, str | None, float]:
+    """(whether the largest group is within `max_share`, that group, its share of all rows); a column
+    without rows passes."""
     total = sum(counts.values())
     if not total:
-        return None, 0.0
+        return True, None, 0.0
     group = max(sorted(counts), key=counts.get)
-    return group, counts[group] / total
+    share = counts[group] / total
+    return share <= max_share + 1e-12, group, share

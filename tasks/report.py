@@ -85,6 +85,8 @@ def with_representatives(store: Store, paths: RunPaths, shards: list[str], rows:
         if store.exists(*parts):
             table = store.read_table(*parts)
             found |= {r["id"]: r for r in table.filter(pc.is_in(table["id"], pa.array(sorted(wanted)))).to_pylist()}
+            if wanted <= found.keys():
+                break
     for row in rows:
         row["representative"] = found.get(row.get("duplicate_of"))
 
