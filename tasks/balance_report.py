@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from html import escape
 
+from tasks.splits import SPLITS
+
 TOP = 8  # groups drawn in the share bars; the rest are one "other" segment
 LISTED = 25  # groups in the tables, largest before curation first; the manifest has them all
 COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#eeca3b", "#b279a2", "#ff9da6", "#bab0ac")
@@ -34,7 +36,7 @@ def summarize(merged: dict, stages: list[str], columns: list[str]) -> dict:
             rows.append({"group": name, "rows": {s: at[s].get(name, 0) for s in stages},
                          "shares": {s: round(at[s].get(name, 0) / totals[s], 4) if totals[s] else 0 for s in stages},
                          "splits": {split: merged["splits"].get(split, {}).get(column, {}).get(name, 0)
-                                    for split in ("train", "validation", "test")},
+                                    for split in SPLITS},
                          "removed": dict(sorted(removed.items(), key=lambda kv: -kv[1])), "wiped_by": wiped})
         out[column] = rows
     return out
