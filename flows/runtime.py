@@ -37,6 +37,9 @@ def started_cluster(config: PipelineConfig):
         return
     from distributed import LocalCluster
 
+    from flows.warm import start_forkserver
+
+    start_forkserver()
     with LocalCluster(**where["cluster_kwargs"]) as cluster:
         os.environ["DASK_SCHEDULER_ADDRESS"] = cluster.scheduler_address
         try:

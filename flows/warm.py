@@ -1,8 +1,16 @@
-"""A Dask worker preload (`preload=["flows.warm"]`, or `dask worker --preload flows.warm`): while the worker
-waits for its first task, a thread imports what the stages use, Great Expectations' context above all
-(seconds), so the first collect, preprocess and gate tasks do not pay for it one after another."""
+"""Warm Dask workers: what the stages use is imported before the first task, not by it.
 
+- A run's local cluster forks its workers from a forkserver that imported it all (`start_forkserver`):
+  the imports (Great Expectations, Prefect, pyarrow, the stages: seconds of CPU) happen once for all
+  workers rather than once in each, which on a small machine is most of a run's fixed cost.
+- A long-lived worker (`dask worker --preload flows.warm`, or `preload=["flows.warm"]`) imports them in
+  a thread while it waits for its first task, and makes its Great Expectations context there.
+"""
+
+import os
 import threading
+
+PRELOAD = ["distributed", "tasks.stages", "great_expectations", "tasks.gates"]
 
 
 def warm() -> None:
@@ -14,3 +22,23 @@ def warm() -> None:
 
 def dask_setup(worker) -> None:
     threading.Thread(target=warm, name="curate-warm-up", daemon=True).start()
+
+
+def start_forkserver() -> None:
+    """Make the local cluster's workers fork from a forkserver that imports `PRELOAD` as it starts.
+
+    The forkserver takes this process's environment as it starts, and forked workers do not get the
+    variables Dask's nanny sets before a spawn (one BLAS thread per worker and the like): they are set
+    here first. Idempotent; the forkserver lives as long as this process.
+    """
+    import multiprocessing
+    import multiprocessing.forkserver
+
+    import dask
+    import distributed.config  # noqa: F401  Dask's defaults for its workers, the nanny's environment among them
+
+    dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
+    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+    for name, value in dask.config.get("distributed.nanny.pre-spawn-environ").items():
+        os.environ.setdefault(name, str(value))  # as the nanny sets them in its own process before a spawn
+    multiprocessing.forkserver.ensure_running()
