@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.corpus import build, write_shards  # noqa: E402
 from flows.config import DaskSettings  # noqa: E402
-from flows.runtime import cluster_for, prefect_api  # noqa: E402
+from flows.runtime import cluster_for, cluster_slots, prefect_api  # noqa: E402
 from tasks.dedup.steps import deduplicate  # noqa: E402
 from tasks.layout import RunPaths  # noqa: E402
 from tasks.stages import run_as_tasks  # noqa: E402
@@ -138,7 +138,8 @@ def dedup_stage(store: Store, run: RunPaths, shards: list[str], documents: int, 
     for f in warm_up.map([settings] * 8):
         f.result()
     started = time.time()
-    counts, clustering = deduplicate(store, run, shards, "bench", documents, settings, run_as_tasks)
+    counts, clustering = deduplicate(store, run, shards, "bench", documents, settings,
+                                     run_as_tasks(cluster_slots()))
     return {"started": started, "seconds": time.time() - started, "counts": counts.as_dict(), "clustering": clustering}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Mapping, Union
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -33,6 +33,11 @@ class DaskSettings(Settings):
     n_workers: int = Field(2, ge=1, description="local cluster: worker processes")
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = Field("4GiB", description="local cluster: memory per worker")
+
+    def scheduler(self, environ: Mapping[str, str]) -> str | None:
+        """Where a run's tasks go: this scheduler, else DASK_SCHEDULER_ADDRESS (docker-compose.yml sets it for
+        deployed runs); None: a local cluster of this size."""
+        return self.address or environ.get("DASK_SCHEDULER_ADDRESS") or None
 
 
 def _either(section: str):

@@ -121,6 +121,7 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
     publish. A shard (or collect unit) a failed run finished is taken from its record, not redone."""
     logger, modality = get_run_logger(), modalities.get(config.modality)
     counts, gate_results, resumed = {}, [], {}
+    checks = {gate: gate_check(gate, config, paths) for gate in gates.GATES}
 
     units = collect.plan_units(files, config.collect.unit_bytes, config.dask.n_workers * config.dask.threads_per_worker)
     collect_settings = collect.sized(config.collect, files, cluster_slots())
@@ -131,7 +132,7 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
     todo = [i for i in range(len(units)) if collect.unit_name(i) not in done]
     fresh = stages.collect_unit.map([units[i] for i in todo], unmapped(sources), unmapped(collect_settings),
                                     unmapped(config.modality), unmapped(store), unmapped(paths), todo,
-                                    [len(units[i]) for i in todo])
+                                    [len(units[i]) for i in todo], unmapped(checks["raw"]))
     collected = {i: f.result() for i, f in zip(todo, fresh)}
     collected = [collected.get(i) or collect.Collected.of(done[collect.unit_name(i)]) for i in range(len(units))]
     resumed["collect"] = len(units) - len(todo)
@@ -140,22 +141,25 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
     if barren:
         raise NothingToPublish("; ".join(barren) + " (set allow_empty: true to publish without them)")
     shards = [s["name"] for c in collected for s in c.shards]
-    gate_results.append(run_gate("raw", store, paths, [paths.stage("collect", s) for s in shards], shards, config))
+    gate_results.append(run_gate("raw", checks, store, paths, [paths.stage("collect", s) for s in shards], shards,
+                                 config))
 
     done = runs.completed(store, paths, "preprocess")
     todo = [s for s in shards if s not in done]
     fresh = stages.preprocess_shard.map(unmapped(store), unmapped(paths), todo, unmapped(config.modality),
-                                        unmapped(config.preprocess))
+                                        unmapped(config.preprocess), unmapped(checks["clean"]))
     preprocessed = {s: f.result() for s, f in zip(todo, fresh)}
     resumed["preprocess"] = len(shards) - len(todo)
     counts["preprocess"] = StageCounts.total(preprocessed.get(s) or StageCounts.of_dict(done[s]) for s in shards)
-    gate_results.append(run_gate("clean", store, paths, [paths.stage("preprocess", s) for s in shards], shards,
-                                 config))
+    gate_results.append(run_gate("clean", checks, store, paths, [paths.stage("preprocess", s) for s in shards],
+                                 shards, config))
 
     counts["dedup"], clustering = deduplicate(store, paths, shards, version, counts["preprocess"].kept,
-                                              dedup_settings, stages.run_as_tasks)
+                                              dedup_settings, stages.run_as_tasks(cluster_slots()),
+                                              checks["dedup"])
     logger.info("dedup: %s; %s", counts["dedup"], clustering)
-    gate_results.append(run_gate("dedup", store, paths, [paths.stage("dedup", s) for s in shards], shards, config))
+    gate_results.append(run_gate("dedup", checks, store, paths, [paths.stage("dedup", s) for s in shards], shards,
+                                 config))
     last, caps = "dedup", None
     if config.balance.caps:
         caps = stages.balance_plan.submit(store, [paths.stage("dedup", s) for s in shards], config.balance).result()
@@ -177,14 +181,14 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
         logger.info("tokenized %d documents into %d tokens (tokenizer %s)", counts[last].kept, sum(n_tokens),
                     tokenizer["sha256"][:12])
         inputs = [paths.stage("tokenize", s) for s in shards]
-    exported = {split: stages.export_split.submit(store, inputs, split, config.export, version, config.modality, cuts)
-                for split in export.SPLITS}
+    exported = {split: stages.export_split.submit(store, inputs, split, config.export, version, config.modality, cuts,
+                                                  checks["export"]) for split in export.SPLITS}
     splits = {split: f.result() for split, f in exported.items()}
     names = [s["path"] for split in splits.values() for s in split["shards"]]
     written = [layout.version(version, name) for name in names]
     exported_rows = sum(s["rows"] for s in splits.values())
     counts["export"] = StageCounts(counts[last].kept, exported_rows)
-    gate_results.append(run_gate("export", store, paths, written, names, config))
+    gate_results.append(run_gate("export", checks, store, paths, written, names, config))
     groups_seen = group_balance(config, store, paths, shards, [*counts][:-1], cuts, caps)
 
     stage_counts = {name: c.as_dict() for name, c in counts.items()}
@@ -236,21 +240,31 @@ def counts_line(counts: dict[str, StageCounts]) -> str:
     return ", ".join(f"{stage}: {c.entered} in, {c.kept} kept" for stage, c in counts.items())
 
 
-def run_gate(gate: str, store: Store, paths: RunPaths, shard_parts: list[tuple[str, ...]], names: list[str],
-             config: PipelineConfig) -> dict:
-    """Validate every shard (at `shard_parts`, called `names`) against the gate's suite, save the report,
-    publish artifacts, apply the policy."""
-    policy = getattr(config.gates, gate)
-    if policy == "off":
+def gate_check(gate: str, config: PipelineConfig, paths: RunPaths) -> gates.Check | None:
+    """The gate's suite, for the tasks of the stage before it; None when the gate is off."""
+    if getattr(config.gates, gate) == "off":
+        return None
+    return gates.Check(gates.load_suite(gate, config.modality, config.gates.suites_dir, config.redacted()),
+                       paths.gate(gate))
+
+
+def run_gate(gate: str, checks: dict[str, gates.Check | None], store: Store, paths: RunPaths,
+             shard_parts: list[tuple[str, ...]], names: list[str], config: PipelineConfig) -> dict:
+    """Decide the gate on every shard (at `shard_parts`, called `names`), save the report, publish artifacts,
+    apply the policy. The stage's tasks validated the shards they wrote; a shard without a result for this
+    very suite (a resumed run's, its suite file edited since) is validated here."""
+    policy, check = getattr(config.gates, gate), checks[gate]
+    if check is None:
         return {"gate": gate, "policy": "off", "success": None, "expectations": []}
-    suite = gates.load_suite(gate, config.modality, config.gates.suites_dir, config.redacted())
-    docs = paths.gate(gate)
-    futures = stages.validate_shard.map(unmapped(store), shard_parts, unmapped(gate),
-                                        names, unmapped(suite), unmapped(docs))
-    result = gates.aggregate(gate, suite, [f.result() for f in futures], policy)
+    validated = check.saved(store, names)
+    todo = [(parts, name) for parts, name in zip(shard_parts, names) if name not in validated]
+    futures = stages.validate_shard.map(unmapped(store), [p for p, _ in todo], unmapped(gate), [n for _, n in todo],
+                                        unmapped(check))
+    validated.update({name: f.result() for (_, name), f in zip(todo, futures)})
+    result = gates.aggregate(gate, check.suite, [validated[name] for name in names], policy)
     store.write_json(result, *paths.gate_result(gate))
-    store.write_bytes(gates.docs_index(result).encode(), *docs, "index.html")
-    artifacts.publish_gate(result, store.url(*docs, "index.html"))
+    store.write_bytes(gates.docs_index(result).encode(), *check.docs, "index.html")
+    artifacts.publish_gate(result, store.url(*check.docs, "index.html"))
     logger = get_run_logger()
     if not result["success"]:
         message = gates.failure_message(result)

@@ -16,9 +16,8 @@ from flows.server import TemporaryServer
 
 
 def cluster_for(dask: DaskSettings, environ: Mapping[str, str]) -> dict:
-    """Where a run's tasks go: the config's scheduler, else DASK_SCHEDULER_ADDRESS (docker-compose.yml sets
-    it for deployed runs), else a local cluster of the config's size. DaskTaskRunner's arguments."""
-    address = dask.address or environ.get("DASK_SCHEDULER_ADDRESS") or None
+    """DaskTaskRunner's arguments for where a run's tasks go (DaskSettings.scheduler)."""
+    address = dask.scheduler(environ)
     if address:
         return {"address": address}
     return {"cluster_kwargs": {"n_workers": dask.n_workers, "threads_per_worker": dask.threads_per_worker,

@@ -1,20 +1,21 @@
 """Warm Dask workers: what the stages use is imported before the first task, not by it.
 
-- A run's local cluster forks its workers from a forkserver that imported it all (`start_forkserver`):
-  the imports (Great Expectations, Prefect, pyarrow, the stages: seconds of CPU) happen once for all
-  workers rather than once in each, which on a small machine is most of a run's fixed cost.
-- A long-lived worker (`dask worker --preload flows.warm`, or `preload=["flows.warm"]`) imports them in
-  a thread while it waits for its first task, and makes its Great Expectations context there.
+- A run's local cluster forks its workers from a forkserver that loaded `flows.worker_preload`
+  (`start_forkserver`): the imports (Great Expectations, Prefect, pyarrow, the stages) and compiled
+  kernels, seconds of CPU, load once for all workers rather than once in each, which on a small machine
+  is most of a run's fixed cost.
+- A long-lived worker (`dask worker --preload flows.warm`, or `preload=["flows.warm"]`) loads them in a
+  thread while it waits for its first task, and makes its Great Expectations context there.
 """
 
 import os
 import threading
 
-PRELOAD = ["distributed", "tasks.stages", "great_expectations", "tasks.gates"]
+PRELOAD = ["distributed", "flows.worker_preload"]
 
 
 def warm() -> None:
-    import tasks.stages  # noqa: F401  the stages and every modality
+    import flows.worker_preload  # noqa: F401
     from tasks import gates
 
     gates._context()

@@ -177,13 +177,15 @@ def sized(settings: CollectSettings, files: list[InputFile], slots: int) -> Coll
 def plan_units(files: list[InputFile], unit_bytes: int, workers: int = 1) -> list[list[InputFile]]:
     """Group files into units of work of about `unit_bytes`, and at most an equal share of `workers`: one task
     per big file, many small files per task, and every worker a unit when there are files enough (a unit is
-    never cut below MIN_SHARD_BYTES). `workers` comes from the config, so a resumed run plans the same units."""
+    never cut below MIN_SHARD_BYTES). A file joins the unit that holds its middle, so four files of about a
+    quarter each make two units of two, whichever is a byte larger. `workers` comes from the config, so a
+    resumed run plans the same units."""
     unit_bytes = min(unit_bytes, max(MIN_SHARD_BYTES, -(-sum(f.size for f in files) // max(1, workers))))
     units: list[list[InputFile]] = []
     current: list[InputFile] = []
     size = 0
     for f in files:
-        if current and size + f.size > unit_bytes:
+        if current and size + f.size / 2 > unit_bytes:
             units.append(current)
             current, size = [], 0
         current.append(f)

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from tasks import balance_report, layout
-from tasks.gates import status as gate_status
+from tasks.gates import Check, status as gate_status
 from tasks.modality import Modality
 from tasks.records import Settings
 from tasks.splits import SPLITS, SplitSettings, with_splits
@@ -64,9 +64,10 @@ def new_version() -> str:
 
 
 def export_split(store: Store, inputs: list[tuple[str, ...]], split: str, settings: ExportSettings,
-                 out: str, modality: Modality, cuts: dict | None = None) -> dict:
+                 out: str, modality: Modality, cuts: dict | None = None, check: Check | None = None) -> dict:
     """Stream the input shards, keep the rows of `split` (`cuts`: stratified, tasks.splits), prepare them as
-    the modality exports them, write shards of the target size under version `out`.
+    the modality exports them, write shards of the target size under version `out`, each validated by
+    the export gate's `check` as it is written.
 
     Returns the split's row count, shard list, the modality's stats of what was written, and the shards'
     schema. Memory holds at most one output shard plus one input shard.
@@ -85,6 +86,8 @@ def export_split(store: Store, inputs: list[tuple[str, ...]], split: str, settin
             table = table.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": modality.features}})})
         schema = schema_of(table.schema)
         info = store.write_table(table, *layout.version(out, split, name), row_group_size=settings.row_group_rows)
+        if check:
+            check(store, table, f"{split}/{name}")
         shards.append({"path": f"{split}/{name}", "rows": rows, **info, **numbers})
         for suffix, data in beside.items():
             file = name.replace(".parquet", f".{suffix}")

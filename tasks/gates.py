@@ -7,11 +7,14 @@ worker and copied next to the gate's JSON report.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections import Counter
 import os
+import posixpath
 import tempfile
 import threading
+from collections import Counter
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -55,6 +58,34 @@ def load_suite(gate: str, modality: str, suites_dir: str | None = None, config: 
     return suite
 
 
+@dataclass(frozen=True)
+class Check:
+    """A gate's suite in the hands of the task that writes a stage's shards: it validates each shard while it
+    holds it and saves the result where the gate reads it (`<gate>/shards/`), instead of a task of the
+    gate's own reading every shard back one stage later."""
+    suite: dict
+    docs: tuple[str, ...]  # the gate's folder in the run's reports (RunPaths.gate)
+    fingerprint: str = field(init=False)  # of the suite as loaded (GX adds to the dicts it is given)
+
+    def __post_init__(self):
+        object.__setattr__(self, "fingerprint",
+                           hashlib.sha256(json.dumps(self.suite, sort_keys=True).encode()).hexdigest()[:16])
+
+    def __call__(self, store: Store, table: pa.Table, shard: str) -> dict:
+        page = shard.replace("/", "-")
+        result = validate_shard(table, self.suite, page, store, self.docs) | {"suite_sha256": self.fingerprint}
+        store.write_json(result, *self.docs, "shards", f"{page}.json")
+        return result
+
+    def saved(self, store: Store, shards: list[str]) -> dict[str, dict]:
+        """{shard: result} of the `shards` validated against this very suite (in this run, or by the run a
+        resumed run continues); a shard missing here is still to be validated."""
+        found = {posixpath.basename(path).removesuffix(".json"): result
+                 for path, result in store.read_jsons(*self.docs, "shards", "*.json").items()}
+        return {s: found[p] for s in shards if (p := s.replace("/", "-")) in found
+                and found[p].get("suite_sha256") == self.fingerprint}
+
+
 def status(result: dict) -> str:
     """How a gate reads in the card, report and CLI: passed, FAILED, or off (it ran nothing, it passed nothing)."""
     return "off" if result.get("policy") == "off" else "passed" if result["success"] else "FAILED"
@@ -77,6 +108,7 @@ _suites_loaded: dict[str, str] = {}  # suite name -> the JSON it was added to th
 
 
 _context_lock = threading.Lock()
+_validating = threading.Lock()  # the GX context is not thread-safe: a worker with threads validates one at a time
 
 
 def _context():
@@ -147,7 +179,7 @@ def validate_shard(table: pa.Table, suite: dict, shard: str, store: Store | None
             column = spec.get("kwargs", {}).get("column")
             if column and column not in table.column_names:
                 table = table.append_column(column, pa.nulls(0, pa.string()))
-    with tempfile.TemporaryDirectory() as docs_dir:
+    with _validating, tempfile.TemporaryDirectory() as docs_dir:
         checkpoint, source, asset_name = _validator(suite, shard, docs_dir)
         try:
             result = checkpoint.run(batch_parameters={"dataframe": table.to_pandas()})

@@ -1,4 +1,4 @@
-"""Every path curate writes under the output root, built here and nowhere else (DESIGN 3 and 9).
+"""Every path curate writes under the output root, built here and nowhere else.
 
     runs/<run_id>/_run.json                          the run's record: host, pid, config, files, status
     runs/<run_id>/<stage>/part-*.parquet             a stage's kept rows

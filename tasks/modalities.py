@@ -1,4 +1,4 @@
-"""The registry: the one module that names every modality (DESIGN 9)."""
+"""The registry: the one module that names every modality (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What a modality declares (DESIGN 9): the one contract between the shared core and `tasks/<modality>/`.
+"""What a modality declares: the one contract between the shared core and `tasks/<modality>/`.
 
 The core (collect, dedup, export, gates, ledger, report) only ever calls these; `tasks.modalities` is the
 registry that names every modality.

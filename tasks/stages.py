@@ -29,17 +29,25 @@ IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=tra
 
 @task(name="collect", task_run_name="collect unit {unit} ({n_files} files)", **IO_RETRIES)
 def collect_unit(files: list[collect.InputFile], sources: list[collect.Source], settings: collect.CollectSettings,
-                 modality: str, store: Store, paths: RunPaths, unit: int, n_files: int) -> collect.Collected:
+                 modality: str, store: Store, paths: RunPaths, unit: int, n_files: int,
+                 check: gates.Check | None) -> collect.Collected:
+    """Collect the unit's files, then validate its shards for the raw gate (`check`)."""
     result = collect.collect_unit(files, sources, settings, modalities.get(modality), store, paths, unit)
+    for shard in result.shards if check else ():
+        check(store, store.read_table(*paths.stage("collect", shard["name"])), shard["name"])
     runs.mark_done(store, paths, "collect", collect.unit_name(unit), result.as_dict())
     return result
 
 
 @task(name="preprocess", task_run_name="preprocess {shard}", **IO_RETRIES)
-def preprocess_shard(store: Store, paths: RunPaths, shard: str, modality: str, settings) -> StageCounts:
+def preprocess_shard(store: Store, paths: RunPaths, shard: str, modality: str, settings,
+                     check: gates.Check | None) -> StageCounts:
+    """Preprocess the shard, then validate what it kept for the clean gate (`check`)."""
     table = store.read_table(*paths.stage("collect", shard))
     kept, rejected = modalities.get(modality).preprocess_shard(table, settings)
     dedup_steps.write_stage_outputs(store, paths, "preprocess", shard, kept, rejected)
+    if check:
+        check(store, kept, shard)
     counts = StageCounts.of(table.num_rows, kept, rejected)
     runs.mark_done(store, paths, "preprocess", shard, counts.as_dict())
     return counts
@@ -47,8 +55,8 @@ def preprocess_shard(store: Store, paths: RunPaths, shard: str, modality: str, s
 
 @task(name="export", task_run_name="export {split}", **IO_RETRIES)
 def export_split(store: Store, inputs: list[tuple[str, ...]], split: str, settings: export.ExportSettings,
-                 version: str, modality: str, cuts: dict | None) -> dict:
-    return export.export_split(store, inputs, split, settings, version, modalities.get(modality), cuts)
+                 version: str, modality: str, cuts: dict | None, check: gates.Check | None) -> dict:
+    return export.export_split(store, inputs, split, settings, version, modalities.get(modality), cuts, check)
 
 
 @task(name="balance-plan", task_run_name="balance caps", **IO_RETRIES)
@@ -92,21 +100,45 @@ def tokenize_shard(store: Store, paths: RunPaths, stage: str, shard: str, versio
 
 
 @task(name="validate", task_run_name="gate {gate}: {shard}", **IO_RETRIES)
-def validate_shard(store: Store, parts: tuple[str, ...], gate: str, shard: str, suite: dict,
-                   docs_parts: tuple[str, ...]) -> dict:
-    table = store.read_table(*parts)
-    return gates.validate_shard(table, suite, shard.replace("/", "-"), store, docs_parts)
+def validate_shard(store: Store, parts: tuple[str, ...], gate: str, shard: str, check: gates.Check) -> dict:
+    """A shard without a saved result for the gate's suite: one a resumed run took as it was, validated by
+    the run it resumes against a suite edited since (the stage's own tasks validate what they write)."""
+    return check(store, store.read_table(*parts), shard)
 
 
-DEDUP_TASKS = {t.fn: t for t in (
-    task(name="dedup-sketch", task_run_name="sketch {shard}", **IO_RETRIES)(dedup_steps.sketch),
-    task(name="dedup-ids", task_run_name="repeated ids, ids {part}", **IO_RETRIES)(dedup_steps.repeated_ids),
-    task(name="dedup-candidates", task_run_name=dedup_steps.candidates_run_name, **IO_RETRIES)(dedup_steps.candidates),
-    task(name="dedup-clusters", task_run_name="clusters", **IO_RETRIES)(dedup_steps.clusters),
-    task(name="dedup-filter", task_run_name="dedup {shard}", **IO_RETRIES)(dedup_steps.remove),
-)}
+def run_batch(step, items: list, constants: dict) -> list:
+    return [step(item, **constants) for item in items]
 
 
-def run_as_tasks(step, items: list, **constants) -> list:
-    """The dedup executor of the flow: each item becomes a run of the step's task on the task runner."""
-    return [f.result() for f in DEDUP_TASKS[step].map(items, **{k: unmapped(v) for k, v in constants.items()})]
+LABELS = {  # how an item of each dedup step reads in a task run's name
+    dedup_steps.sketch: lambda shard, _: f"sketch {shard}",
+    dedup_steps.repeated_ids: lambda part, _: f"repeated ids, ids {part}",
+    dedup_steps.candidates: lambda work, constants: dedup_steps.candidates_label(work, constants["parts"]),
+    dedup_steps.clusters: lambda *_: "clusters",
+    dedup_steps.remove: lambda shard, _: f"dedup {shard}",
+}
+
+
+def batch_run_name(parameters: dict) -> str:
+    """`sketch part-00000-0000.parquet .. part-00001-0003.parquet (4)`: the batch's first and last item."""
+    label, items = LABELS[parameters["step"]], parameters["items"]
+    first, last = label(items[0], parameters["constants"]), label(items[-1], parameters["constants"])
+    return first if len(items) == 1 else f"{first} .. {last.split(' ')[-1]} ({len(items)})"
+
+
+DEDUP_TASKS = {step: task(name=name, task_run_name=batch_run_name, **IO_RETRIES)(run_batch) for step, name in (
+    (dedup_steps.sketch, "dedup-sketch"), (dedup_steps.repeated_ids, "dedup-ids"),
+    (dedup_steps.candidates, "dedup-candidates"), (dedup_steps.clusters, "dedup-clusters"),
+    (dedup_steps.remove, "dedup-filter"))}
+
+
+def run_as_tasks(slots: int) -> dedup_steps.Executor:
+    """The dedup executor of the flow: a step's items are cut into at most `slots` (the cluster's worker
+    threads) batches in order, each one run of the step's task. After the filters a shard may hold a few
+    hundred documents, and a task run per shard would cost more than its work."""
+    def run(step, items: list, **constants) -> list:
+        n = min(slots, len(items))
+        batches = [items[i * len(items) // n:(i + 1) * len(items) // n] for i in range(n)]
+        futures = DEDUP_TASKS[step].map(unmapped(step), batches, unmapped(constants))
+        return [result for f in futures for result in f.result()]
+    return run

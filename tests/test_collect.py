@@ -53,6 +53,9 @@ def test_plan_units_groups_small_files_and_keeps_big_ones_alone(tmp_path):
     # two workers: a unit holds at most half the bytes (24 of 48 MiB), so both collect; small corpora stay whole
     same = [InputFile(f"g{i}", 12 * 2**20, "jsonl", None, 0) for i in range(4)]
     assert [[f.url for f in u] for u in plan_units(same, 2**30, workers=2)] == [["g0", "g1"], ["g2", "g3"]]
+    # files a little apart in size still split evenly: never two units of one file and one of two
+    uneven = [InputFile(f"h{i}", size * 2**20 // 10, "jsonl", None, 0) for i, size in enumerate([121, 120, 119, 120])]
+    assert [[f.url for f in u] for u in plan_units(uneven, 2**30, workers=2)] == [["h0", "h1"], ["h2", "h3"]]
     assert len(plan_units(same, 2**30)) == 1
     assert len(plan_units(files, 2**30, workers=2)) == 1
 

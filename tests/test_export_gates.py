@@ -2,8 +2,13 @@
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from prefect import flow
 
+from flows.config import PipelineConfig
+from flows.curate import run_gate
+from flows.runtime import prefect_api
 from tasks import gates
+from tasks.layout import RunPaths
 from tasks.export import ExportSettings, export_split
 from tasks.splits import SplitSettings, assign_splits
 from tasks.storage import Store
@@ -56,6 +61,41 @@ def test_gate_aggregates_counts_across_shards_and_names_failures(tmp_path):
         "unexpected (40%)")
     ok = gates.aggregate("clean", suite, [gates.validate_shard(a.slice(0, 1), suite, "c")], "fail")
     assert ok["success"] is True
+
+
+def test_a_gate_takes_what_the_stage_validated_and_validates_only_the_rest(tmp_path):
+    """The stage's tasks validate the shards they write (gates.Check); the gate validates a shard itself only
+    when no result for its very suite is saved: a shard a resumed run took as it was, or any after the suite
+    file was edited."""
+    store, paths = Store(str(tmp_path)), RunPaths("r")
+    shards = {"a": pa.table({"id": ["1", "2", "3"], "text": ["x", "y", "z"]}),
+              "b": pa.table({"id": ["4", "5"], "text": [None, "w"]})}
+    for name, table in shards.items():
+        store.write_table(table, *paths.stage("preprocess", name))
+    suite = {"name": "clean", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "text"}}]}
+    config = PipelineConfig.model_validate({"sources": [{"uri": "x"}], "output": str(tmp_path),
+                                            "gates": {"clean": "warn"}})
+    saved = {name: tmp_path / "runs" / "r" / "reports" / "gates" / "clean" / "shards" / f"{name}.json"
+             for name in shards}
+
+    @flow
+    def gate(check: gates.Check) -> dict:
+        return run_gate("clean", {"clean": check}, store, paths, [paths.stage("preprocess", s) for s in shards],
+                        list(shards), config)
+
+    check = gates.Check(suite, paths.gate("clean"))
+    check(store, shards["a"], "a")  # as shard a's preprocess task does; b's did not (taken from a killed run)
+    written = saved["a"].stat().st_mtime_ns
+    with prefect_api():
+        result = gate(check)
+        assert (result["rows"], result["expectations"][0]["unexpected_count"], result["success"]) == (5, 1, False)
+        assert saved["a"].stat().st_mtime_ns == written and saved["b"].exists()  # only b was validated here
+        edited = {**suite, "expectations": [{**suite["expectations"][0],
+                                            "kwargs": {"column": "text", "mostly": 0.5}}]}
+        result = gate(gates.Check(edited, paths.gate("clean")))
+    assert (result["rows"], result["expectations"][0]["unexpected_count"], result["success"]) == (5, 1, True)
+    assert saved["a"].stat().st_mtime_ns != written  # the edited suite judged every shard again
 
 
 def test_gate_keeps_the_suite_order_and_names_an_expectation_that_could_not_run():

@@ -1,4 +1,5 @@
-"""The local cluster's workers start warm: forked from one process that imported the stages once."""
+"""The local cluster's workers start warm: forked from one process that imported the stages and loaded the
+compiled MinHash kernel once."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import json, os, sys
 from flows.warm import start_forkserver
 
 def facts():
+    from tasks.text import minhash
     return {"imported": all(m in sys.modules for m in ("great_expectations", "tasks.stages", "pyarrow")),
+            "compiled": bool(minhash._scan.signatures and minhash._band_keys.signatures),
             "blas_threads": os.environ.get("OMP_NUM_THREADS"), "parent": os.getppid()}
 
 if __name__ == "__main__":
@@ -35,5 +38,6 @@ def test_local_workers_fork_warm_from_one_server_with_dasks_worker_environment()
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     (forkserver,) = {w["parent"] for w in seen["workers"]}  # both forked from the same process...
     assert forkserver != seen["pid"]  # ...which is not the run's own
-    assert [{k: w[k] for k in ("imported", "blas_threads")} for w in seen["workers"]] == [
-        {"imported": True, "blas_threads": "1"}] * 2  # warm before any task, one BLAS thread as Dask's nanny sets
+    assert [{k: w[k] for k in ("imported", "compiled", "blas_threads")} for w in seen["workers"]] == [
+        {"imported": True, "compiled": True, "blas_threads": "1"}] * 2  # warm before any task, one BLAS thread
+    # per worker as Dask's nanny sets

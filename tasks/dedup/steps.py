@@ -17,6 +17,7 @@ from tasks import dedup, layout, runs
 from tasks.dedup import ids as dedup_ids
 from tasks.dedup import index as dedup_index
 from tasks.dedup.index import KeySource
+from tasks.gates import Check
 from tasks.layout import RunPaths
 from tasks.records import StageCounts
 from tasks.storage import Store, shard_name
@@ -69,13 +70,13 @@ def read_repeats(store: Store, paths: RunPaths) -> pa.Table:
                             or [dedup_ids.REPEATS_SCHEMA.empty_table()])
 
 
-def candidates_run_name(parameters: dict) -> str:
+def candidates_label(work: tuple[list[int], int], parts: int) -> str:
     """`candidates exact + bands 0-24, keys 1/1`: the band list itself is too long to read in the UI."""
-    bands, part = parameters["work"]
+    bands, part = work
     near = [b for b in bands if b != dedup.EXACT_BAND]
-    parts = (["exact"] if dedup.EXACT_BAND in bands else []) + (
+    named = (["exact"] if dedup.EXACT_BAND in bands else []) + (
         [f"bands {near[0]}-{near[-1]}" if len(near) > 1 else f"band {near[0]}"] if near else [])
-    return f"candidates {' + '.join(parts)}, keys {part + 1}/{parameters['parts']}"
+    return f"candidates {' + '.join(named)}, keys {part + 1}/{parts}"
 
 
 def candidates(work: tuple[list[int], int], store: Store, paths: RunPaths, sources: list[KeySource], parts: int) -> int:
@@ -126,9 +127,11 @@ def clusters(shards: list[str], store: Store, paths: RunPaths, sources: list[Key
     return stats | {"removed": drops.num_rows}
 
 
-def remove(shard: str, store: Store, paths: RunPaths, version: str, shards: list[str]) -> StageCounts:
+def remove(shard: str, store: Store, paths: RunPaths, version: str, shards: list[str],
+           check: Check | None = None) -> StageCounts:
     """Quarantine the shard's rows with a repeated id, drop its duplicates and write its part of the version's
-    (uncommitted) dedup index. `shards` are the run's, in document-number order."""
+    (uncommitted) dedup index; validate what it kept for the dedup gate (`check`). `shards` are the run's, in
+    document-number order."""
     table = store.read_table(*paths.stage("preprocess", shard))
     docs = store.read_table(*paths.work("docs", shard))
     drops = store.read_table(*paths.work("drops", shard))
@@ -139,6 +142,8 @@ def remove(shard: str, store: Store, paths: RunPaths, version: str, shards: list
     kept, rejected = dedup.drop_duplicates(rest, docs["content_hash"].filter(pa.array(~mask)),
                                            dedup_ids.renumbered(drops, mask))
     write_stage_outputs(store, paths, "dedup", shard, kept, rejected)
+    if check:
+        check(store, kept, shard)
     store.write_table(held, *paths.quarantine("dedup", shard))
     removed = np.concatenate([np.asarray(drops["row"]), np.asarray(repeats["row"])])
     keys, docs = dedup.index_entries(store.read_table(*paths.work("keys", shard)), docs, removed)
@@ -148,9 +153,11 @@ def remove(shard: str, store: Store, paths: RunPaths, version: str, shards: list
 
 
 def deduplicate(store: Store, paths: RunPaths, shards: list[str], version: str, documents: int,
-                settings: dedup.DedupSettings, run: Executor = run_serially) -> tuple[StageCounts, dict]:
-    """Sketch per shard, candidates per band and key range, one clustering, a filter per shard (DESIGN 6).
-    Reads `<run>/preprocess/<shard>`, writes `<run>/dedup/` and the version's uncommitted index."""
+                settings: dedup.DedupSettings, run: Executor = run_serially,
+                check: Check | None = None) -> tuple[StageCounts, dict]:
+    """Sketch per shard, candidates per band and key range, one clustering, a filter per shard,
+    which validates its output for the dedup gate (`check`). Reads `<run>/preprocess/<shard>`, writes
+    `<run>/dedup/` and the version's uncommitted index."""
     sketched = runs.completed(store, paths, "dedup")  # a resumed run's finished sketches
     run(sketch, [s for s in shards if f"sketch-{s}" not in sketched], store=store, paths=paths, settings=settings)
     sources = dedup_index.run_sources(paths, shards)
@@ -165,7 +172,8 @@ def deduplicate(store: Store, paths: RunPaths, shards: list[str], version: str, 
     work = [(bands, part) for bands in settings.band_groups(documents) for part in range(parts)]
     run(candidates, work, store=store, paths=paths, sources=sources, parts=parts)
     (clustering,) = run(clusters, [shards], store=store, paths=paths, sources=sources, settings=settings)
-    counts = StageCounts.total(run(remove, shards, store=store, paths=paths, version=version, shards=shards))
+    counts = StageCounts.total(run(remove, shards, store=store, paths=paths, version=version, shards=shards,
+                                   check=check))
     return counts, clustering | {"key_ranges": parts, "published_shards": len(sources) - len(shards),
                                  "repeated_ids": repeated}
 
