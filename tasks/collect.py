@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from tasks.compressed import COMPRESSIONS, decompressing
+from tasks.gates import Check
 from tasks.layout import RunPaths
 from tasks.modality import Modality
 from tasks.records import QUARANTINE_SCHEMA, Settings, StageCounts
@@ -462,8 +463,10 @@ def record_id(obj: dict, source: Source) -> str | None | Malformed:
 class ShardWriter:
     """Accumulates records of one unit and writes a shard whenever it reaches the row or payload-byte bound."""
 
-    def __init__(self, store: Store, paths: RunPaths, unit: int, settings: CollectSettings, schema: pa.Schema):
+    def __init__(self, store: Store, paths: RunPaths, unit: int, settings: CollectSettings, schema: pa.Schema,
+                 check: Check | None = None):
         self.store, self.paths, self.unit, self.settings, self.schema = store, paths, unit, settings, schema
+        self.check = check
         self.columns: dict[str, list] = {name: [] for name in schema.names}
         self.payload_bytes = 0
         self.shards: list[dict] = []
@@ -480,8 +483,10 @@ class ShardWriter:
         if not rows:
             return
         name = shard_name(self.unit, len(self.shards))
-        self.store.write_table(pa.table(self.columns, schema=self.schema), *self.paths.stage("collect", name),
-                               row_group_size=self.settings.row_group_rows)
+        table = pa.table(self.columns, schema=self.schema)
+        self.store.write_table(table, *self.paths.stage("collect", name), row_group_size=self.settings.row_group_rows)
+        if self.check:
+            self.check(self.store, table, name)
         self.shards.append({"name": name, "rows": rows})
         self.columns = {name: [] for name in self.schema.names}
         self.payload_bytes = 0
@@ -524,9 +529,10 @@ def barren_sources(files: list[InputFile], collected: list[Collected], sources: 
 
 
 def collect_unit(files: list[InputFile], sources: list[Source], settings: CollectSettings, modality: Modality,
-                 store: Store, paths: RunPaths, unit: int) -> Collected:
-    """Read the files of one unit into collect shards of the run; returns counts, shard list and per-file stats."""
-    writer = ShardWriter(store, paths, unit, settings, modality.schema)
+                 store: Store, paths: RunPaths, unit: int, check: Check | None = None) -> Collected:
+    """Read the files of one unit into collect shards of the run, each validated for the raw gate (`check`) as
+    it is written; returns counts, shard list and per-file stats."""
+    writer = ShardWriter(store, paths, unit, settings, modality.schema, check)
     quarantine: dict[str, list] = {name: [] for name in QUARANTINE_SCHEMA.names}
     per_file, first_errors = [], {}
     for file in files:

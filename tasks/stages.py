@@ -31,10 +31,7 @@ IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=tra
 def collect_unit(files: list[collect.InputFile], sources: list[collect.Source], settings: collect.CollectSettings,
                  modality: str, store: Store, paths: RunPaths, unit: int, n_files: int,
                  check: gates.Check | None) -> collect.Collected:
-    """Collect the unit's files, then validate its shards for the raw gate (`check`)."""
-    result = collect.collect_unit(files, sources, settings, modalities.get(modality), store, paths, unit)
-    for shard in result.shards if check else ():
-        check(store, store.read_table(*paths.stage("collect", shard["name"])), shard["name"])
+    result = collect.collect_unit(files, sources, settings, modalities.get(modality), store, paths, unit, check)
     runs.mark_done(store, paths, "collect", collect.unit_name(unit), result.as_dict())
     return result
 
@@ -101,13 +98,13 @@ def tokenize_shard(store: Store, paths: RunPaths, stage: str, shard: str, versio
 
 @task(name="validate", task_run_name="gate {gate}: {shard}", **IO_RETRIES)
 def validate_shard(store: Store, parts: tuple[str, ...], gate: str, shard: str, check: gates.Check) -> dict:
-    """A shard without a saved result for the gate's suite: one a resumed run took as it was, validated by
-    the run it resumes against a suite edited since (the stage's own tasks validate what they write)."""
+    """A shard with no result saved for the gate's suite: one a resumed run took as it was, its suite file
+    edited since. The stage's own tasks validate what they write."""
     return check(store, store.read_table(*parts), shard)
 
 
 def run_batch(step, items: list, constants: dict) -> list:
-    return [step(item, **constants) for item in items]
+    return dedup_steps.run_serially(step, items, **constants)
 
 
 LABELS = {  # how an item of each dedup step reads in a task run's name
