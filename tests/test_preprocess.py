@@ -1,13 +1,17 @@
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tasks.text.preprocess import PreprocessSettings, preprocess
 from tasks.text.preprocess.c4 import C4Settings, filter_c4
-from tasks.text.preprocess.gopher_quality import GopherQualitySettings, filter_gopher_quality
-from tasks.text.preprocess.gopher_repetition import GopherRepetitionSettings, filter_gopher_repetition
+from tasks.text.preprocess.gopher_quality import GopherQualitySettings, filter_gopher_quality, gopher_signals
+from tasks.text.preprocess.gopher_repetition import GopherRepetitionSettings, filter_gopher_repetition, ngram_chars
 from tasks.text.preprocess.language import LanguageSettings, filter_language
 from tasks.text.preprocess.length import LengthSettings, filter_length
 from tasks.text.preprocess.normalise import NormaliseSettings, normalise_texts
 from tasks.text.preprocess.pii import PIISettings, redact_pii
+from tasks.text.preprocess.words import SPACE, word_counts
+from tasks.text.utf8 import every_character
 
 ENGLISH = ("The committee met on Monday to discuss the budget for the coming year. Members agreed that the "
            "library should have longer opening hours, and that the park needs new benches. The mayor thanked "
@@ -24,6 +28,37 @@ def table(*texts):
 
 def rejected_rules(rejected):
     return dict(zip(rejected["id"].to_pylist(), rejected["rule"].to_pylist()))
+
+
+def test_words_split_at_exactly_the_code_points_arrow_splits_at():
+    between = pc.binary_join_element_wise("a", every_character().cast(pa.string()), "a", "")
+    splits = np.asarray(pc.list_value_length(pc.utf8_split_whitespace(between))) == 2
+    splits[0xD800:0xE000] = False  # surrogates, never in UTF-8 text, stand as U+FFFD there
+    assert np.array_equal(SPACE == 1, splits)
+
+
+def test_word_counts_and_longest_word_per_text():
+    counts, longest = word_counts(pa.array(["  héllo  wörld\u3000x ", "", "a\u00a0bb\u2003ccc", "\n\t "]))
+    assert counts.tolist() == [3, 0, 3, 0]
+    assert longest.tolist() == [5, 0, 3, 0]
+
+
+def test_gopher_word_signals_trim_punctuation_and_lower_case_unicode():
+    m = gopher_signals(pa.array(["«THE» … ÜBER über Der x", ""]), ["the", "über"])
+    assert m["n_words"].tolist() == [5, 0]  # "…" is a symbol word: punctuation only
+    assert m["avg_word_length"].tolist() == [3.0, 0]  # THE, ÜBER, über, Der, x: 15 characters
+    assert m["alpha_words_ratio"].tolist() == [5 / 6, 0]
+    assert m["stop_words"].tolist() == [3, 0]  # «THE», ÜBER, über; not Der
+
+
+def test_ngram_chars_count_the_top_ngram_and_cover_repeats_once():
+    top, dup = ngram_chars(pa.array(["x", "a b a b a b", "", "one two three one two four"]), 5)
+    # "a b" at words 0, 2, 4 and "b a" at 1, 3: top (1 + 1 + 1 space) x 3 = 9; repeats cover words 2-5
+    assert top[1, 2:].tolist() == [9, 10, 14, 0]
+    assert dup[1, 2:].tolist() == [4, 4, 4, 0]
+    assert top[3, 2:].tolist() == [14, 0, 0, 0]  # "one two" twice: (3 + 3 + 1 space) x 2
+    assert dup[3, 2:].tolist() == [6, 0, 0, 0]
+    assert not top[[0, 2]].any() and not dup[[0, 2]].any()
 
 
 def test_normalise_strips_ansi_control_repairs_mojibake_and_cleans_whitespace():

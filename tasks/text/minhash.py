@@ -21,13 +21,12 @@ import unicodedata
 from functools import lru_cache
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 from datasketch import MinHash, MinHashLSH
 from numba import njit
 
-FNV_OFFSET = np.uint64(0xCBF29CE484222325)
-FNV_PRIME = np.uint64(0x100000001B3)
+from tasks.text.utf8 import FNV_OFFSET, FNV_PRIME, buffers, decode, fmix64
+
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MAX_HASH = np.uint32(0xFFFFFFFF)
 M32 = np.uint64(0xFFFFFFFF)
@@ -55,14 +54,8 @@ def word_characters() -> np.ndarray:
 
 
 def utf8_buffers(texts) -> tuple[np.ndarray, np.ndarray]:
-    """(bytes, int64 offsets) of the lower-cased texts, zero-copy from Arrow where possible."""
-    arr = pc.utf8_lower(texts)
-    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-    arr = arr.cast(pa.large_string())
-    _, offsets, data = arr.buffers()
-    offsets = np.frombuffer(offsets, dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
-    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
-    return data, offsets
+    """(bytes, int64 offsets) of the lower-cased texts."""
+    return buffers(pc.utf8_lower(texts))
 
 
 @njit(cache=True, nogil=True)
@@ -74,15 +67,6 @@ def _fmix32(h):
     h ^= h >> np.uint64(13)
     h = (h * np.uint64(0xC2B2AE35)) & M32
     return np.uint32(h ^ (h >> np.uint64(16)))
-
-
-@njit(cache=True, nogil=True)
-def _fmix64(h):
-    h ^= h >> np.uint64(33)
-    h *= np.uint64(0xFF51AFD7ED558CCD)
-    h ^= h >> np.uint64(33)
-    h *= np.uint64(0xC4CEB9FE1A85EC53)
-    return h ^ (h >> np.uint64(33))
 
 
 @njit(cache=True, nogil=True)
@@ -117,19 +101,7 @@ def _scan(data, offsets, is_word, n, a, b, sig, shingles, content):
         row = sig[d]
         while pos <= end:
             if pos < end:
-                lead = data[pos]
-                if lead < 0x80:
-                    cp, size = np.int64(lead), 1
-                elif lead >= 0xF0:
-                    cp = ((np.int64(lead) & 0x07) << 18) | ((np.int64(data[pos + 1]) & 0x3F) << 12) | \
-                         ((np.int64(data[pos + 2]) & 0x3F) << 6) | (np.int64(data[pos + 3]) & 0x3F)
-                    size = 4
-                elif lead >= 0xE0:
-                    cp = ((np.int64(lead) & 0x0F) << 12) | ((np.int64(data[pos + 1]) & 0x3F) << 6) | \
-                         (np.int64(data[pos + 2]) & 0x3F)
-                    size = 3
-                else:
-                    cp, size = ((np.int64(lead) & 0x1F) << 6) | (np.int64(data[pos + 1]) & 0x3F), 2
+                cp, size = decode(data, pos)
                 word_char = is_word[cp] == 1
             else:
                 cp, size, word_char = np.int64(0), 1, False  # the end of the text closes the last word
@@ -161,8 +133,8 @@ def _scan(data, offsets, is_word, n, a, b, sig, shingles, content):
         if 0 < words < n:
             _permute_min(_shingle(ring, 0, words, n), a, b, row)
             shingles[d] = 1
-        content[d, 0] = _fmix64(c1)
-        content[d, 1] = _fmix64(c2)
+        content[d, 0] = fmix64(c1)
+        content[d, 1] = fmix64(c2)
 
 
 def sketch(texts, num_perm: int, ngram: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -187,7 +159,7 @@ def _band_keys(sig, bands, rows, keys):
             k = np.uint64(band) * GOLDEN
             for r in range(band * rows, (band + 1) * rows):
                 k = (k ^ np.uint64(sig[d, r])) * FNV_PRIME
-            keys[d, band] = _fmix64(k)
+            keys[d, band] = fmix64(k)
 
 
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:

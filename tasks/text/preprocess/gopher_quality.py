@@ -1,19 +1,26 @@
 """Gopher quality rules (Rae et al. 2021), with the thresholds datatrove's GopherQualityFilter uses.
 
 Words are whitespace tokens with surrounding punctuation trimmed (a token of punctuation only is a
-"symbol word"), all computed as Arrow/NumPy arrays over the flattened words of the batch.
+"symbol word"). One compiled pass over the texts' bytes counts them per document; line and symbol
+measures are Arrow kernels over the whole column.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numba import njit
 
-from tasks.text.preprocess.text import per_doc_count, per_doc_sum, ratio, split_lines, split_words
+from tasks.text.preprocess.text import per_doc_count, per_doc_sum, ratio, split_lines
+from tasks.text.preprocess.words import SPACE, next_word
+from tasks.text.utf8 import buffers, code_point_table, code_points_of, decode, every_character
 from tasks.records import Check, Settings, split_by_checks
 
 PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~«»“”‘’„‚‹›¡¿…·—–•"
+PUNCT = code_point_table(map(ord, PUNCTUATION))
 
 
 class GopherQualitySettings(Settings):
@@ -32,31 +39,87 @@ class GopherQualitySettings(Settings):
 
 def gopher_signals(texts, stop_words: list[str]) -> dict[str, np.ndarray]:
     """Per-document measures the Gopher rules compare with their thresholds."""
-    n_docs = len(texts)
-    words, parent = split_words(texts)
-    core = pc.utf8_trim(words, PUNCTUATION)
-    core_len = np.asarray(pc.utf8_length(core), dtype=np.float64)
-    is_word = core_len > 0
-    n_words = per_doc_count(parent, n_docs)
-    n_core = per_doc_sum(parent, is_word, n_docs)
-    alpha = np.asarray(pc.match_substring_regex(words, r"\pL"), dtype=bool)
+    data, offsets = buffers(texts)
+    letter, lower = letters_and_lower_case()
+    stop = np.array([ord(c) for word in stop_words for c in word], dtype=np.int64)
+    stop_offsets = np.cumsum([0] + [len(word) for word in stop_words])
+    counts = np.zeros((len(texts), 5))
+    _word_signals(data, offsets, SPACE, PUNCT, letter, lower, stop, stop_offsets, counts)
+    tokens, words, core_chars, alpha, stop_hits = counts.T
     lines, line_parent = split_lines(texts)
-    n_lines = per_doc_count(line_parent, n_docs)
+    n_lines = per_doc_count(line_parent, len(texts))
     bullet = np.asarray(pc.match_substring_regex(lines, r"^\s*[•\-]"), dtype=bool)
     ellipsis_end = np.asarray(pc.match_substring_regex(lines, r"(\.\.\.|…)\s*$"), dtype=bool)
     hashes = np.asarray(pc.count_substring(texts, "#"), dtype=np.float64)
     ellipses = (np.asarray(pc.count_substring(texts, "..."), dtype=np.float64)
                 + np.asarray(pc.count_substring(texts, "…"), dtype=np.float64))
     return {
-        "n_words": n_core,
-        "avg_word_length": ratio(per_doc_sum(parent, core_len, n_docs), n_core),
-        "hash_ratio": ratio(hashes, n_words),
-        "ellipsis_ratio": ratio(ellipses, n_words),
-        "bullet_lines_ratio": ratio(per_doc_sum(line_parent, bullet, n_docs), n_lines),
-        "ellipsis_lines_ratio": ratio(per_doc_sum(line_parent, ellipsis_end, n_docs), n_lines),
-        "alpha_words_ratio": ratio(per_doc_sum(parent, alpha, n_docs), n_words),
-        "stop_words": per_doc_sum(parent, pc.is_in(pc.utf8_lower(core), pa.array(stop_words, pa.string())), n_docs),
+        "n_words": words,
+        "avg_word_length": ratio(core_chars, words),
+        "hash_ratio": ratio(hashes, tokens),
+        "ellipsis_ratio": ratio(ellipses, tokens),
+        "bullet_lines_ratio": ratio(per_doc_sum(line_parent, bullet, len(texts)), n_lines),
+        "ellipsis_lines_ratio": ratio(per_doc_sum(line_parent, ellipsis_end, len(texts)), n_lines),
+        "alpha_words_ratio": ratio(alpha, tokens),
+        "stop_words": stop_hits,
     }
+
+
+@lru_cache(maxsize=1)
+def letters_and_lower_case() -> tuple[np.ndarray, np.ndarray]:
+    """Per code point: 1 for a letter (RE2's \\pL) and its lower case (Arrow's utf8_lower)."""
+    chars = every_character()
+    return (np.asarray(pc.match_substring_regex(chars, r"\pL"), dtype=np.uint8),
+            code_points_of(pc.utf8_lower(chars)))
+
+
+@njit(cache=True, nogil=True)
+def _word_signals(data, offsets, space, punct, letter, lower, stop, stop_offsets, out):
+    """Per text, into out[t]: tokens, words (tokens with a core left once punctuation is trimmed from both
+    ends), characters in the words' cores, tokens with a letter, cores that are stop words in lower case."""
+    for t in range(offsets.shape[0] - 1):
+        pos, end = offsets[t], offsets[t + 1]
+        while True:
+            start, pos, chars = next_word(data, pos, end, space)
+            if start == end:
+                break
+            first, last, core_start, alpha = -1, -1, start, False
+            p, i = start, 0
+            while p < pos:
+                cp, size = decode(data, p)
+                alpha = alpha or letter[cp] == 1
+                if punct[cp] == 0:
+                    if first < 0:
+                        first, core_start = i, p
+                    last = i
+                p += size
+                i += 1
+            out[t, 0] += 1
+            if alpha:
+                out[t, 3] += 1
+            if first >= 0:
+                out[t, 1] += 1
+                out[t, 2] += last - first + 1
+                if _is_stop_word(data, core_start, last - first + 1, lower, stop, stop_offsets):
+                    out[t, 4] += 1
+
+
+@njit(cache=True, nogil=True)
+def _is_stop_word(data, start, length, lower, stop, stop_offsets):
+    """Whether the `length` characters at byte `start`, lower-cased, are one of the stop words."""
+    for w in range(stop_offsets.shape[0] - 1):
+        if stop_offsets[w + 1] - stop_offsets[w] != length:
+            continue
+        p, k = start, stop_offsets[w]
+        while k < stop_offsets[w + 1]:
+            cp, size = decode(data, p)
+            if lower[cp] != stop[k]:
+                break
+            p += size
+            k += 1
+        if k == stop_offsets[w + 1]:
+            return True
+    return False
 
 
 def filter_gopher_quality(table: pa.Table, settings: GopherQualitySettings) -> tuple[pa.Table, pa.Table]:

@@ -1,4 +1,4 @@
-"""Vectorised views of a text column: lines, words and per-document aggregates, all in Arrow/NumPy."""
+"""Vectorised views of a text column: lines and per-document aggregates, all in Arrow/NumPy."""
 
 from __future__ import annotations
 
@@ -18,10 +18,6 @@ def split_lines(texts) -> tuple[pa.Array, np.ndarray]:
     return flatten(pc.split_pattern(texts, "\n"))
 
 
-def split_words(texts) -> tuple[pa.Array, np.ndarray]:
-    return flatten(pc.utf8_split_whitespace(texts))
-
-
 def per_doc_sum(parent: np.ndarray, values, n_docs: int) -> np.ndarray:
     """Sum of `values` (or count, for a bool array) over each document's elements."""
     return np.bincount(parent, weights=np.asarray(values, dtype=np.float64), minlength=n_docs)
@@ -29,12 +25,6 @@ def per_doc_sum(parent: np.ndarray, values, n_docs: int) -> np.ndarray:
 
 def per_doc_count(parent: np.ndarray, n_docs: int) -> np.ndarray:
     return np.bincount(parent, minlength=n_docs).astype(np.float64)
-
-
-def per_doc_max(parent: np.ndarray, values, n_docs: int) -> np.ndarray:
-    out = np.zeros(n_docs, dtype=np.float64)
-    np.maximum.at(out, parent, np.asarray(values, dtype=np.float64))
-    return out
 
 
 def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -54,50 +44,6 @@ def repeated(parent: np.ndarray, ids: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     key = parent.astype(np.int64) * (int(ids.max()) + 1) + ids
     return pd.Series(key).duplicated().to_numpy()
-
-
-def repeated_ngrams(word_ids: np.ndarray, parent: np.ndarray, max_n: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """For n = 1..max_n: (positions, ids) of the word n-grams that occur at least twice in their document.
-
-    Positions ascend; ids are unique per document and numbered in order of first appearance. An n-gram
-    that occurs once makes every longer one starting there unique too, so each size only extends the
-    repeated n-grams of the size before: the arrays shrink fast, and beyond 3-grams almost nothing is left
-    to look at (no pass over every word after the first).
-    """
-    m = len(word_ids)
-    if m == 0:
-        return {n: (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)) for n in range(1, max_n + 1)}
-    words = pd.factorize(parent.astype(np.int64) * (int(word_ids.max()) + 1) + word_ids)[0]
-    out = {1: _repeated(np.arange(m), words)}
-    dense = np.full(m, -1, dtype=np.int64)  # word ids, -1 for a word that occurs once in its document
-    dense[out[1][0]] = out[1][1]
-    width = int(words.max()) + 1
-    for n in range(2, max_n + 1):
-        pos, head = out[n - 1]
-        inside = pos + n - 1 < m
-        pos, head = pos[inside], head[inside]
-        tail = dense[pos + n - 1]
-        valid = (tail >= 0) & (parent[pos] == parent[pos + n - 1])
-        out[n] = _repeated(pos[valid], pd.factorize(head[valid] * width + tail[valid])[0])
-    return out
-
-
-def _repeated(pos: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The (position, id) pairs whose id occurs at least twice."""
-    if len(ids) == 0:
-        return pos, ids
-    twice = np.bincount(ids)[ids] >= 2
-    return pos[twice], ids[twice]
-
-
-def first_occurrences(ids: np.ndarray) -> np.ndarray:
-    """True where an id appears for the first time; ids must be numbered in order of appearance."""
-    if len(ids) == 0:
-        return np.zeros(0, dtype=bool)
-    seen_max = np.maximum.accumulate(ids)
-    first = np.ones(len(ids), dtype=bool)
-    first[1:] = ids[1:] > seen_max[:-1]
-    return first
 
 
 def text_lengths(texts) -> np.ndarray:
