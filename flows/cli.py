@@ -69,12 +69,22 @@ def cmd_check(args) -> int:
     return 0
 
 
+def scheduler_named(args) -> bool:
+    """Whether the run is to use an existing Dask scheduler, read before its config is loaded: on the command
+    line, in DASK_SCHEDULER_ADDRESS or as the file's `dask.address`. The loaded config has the last word."""
+    import yaml
+
+    try:
+        with open(args.config) as f:
+            address = ((yaml.safe_load(f) or {}).get("dask") or {}).get("address")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return True  # load_config says what is wrong with the file
+    return bool(args.dask_address or os.environ.get("DASK_SCHEDULER_ADDRESS") or address)
+
+
 def cmd_run(args) -> int:
     """Run the pipeline once. The temporary Prefect server (started by `main` before anything is imported), the
     local workers' imports (flows.warm) and curate's own run side by side: seconds off every run."""
-    from flows.config import load_config
-
-    config = load_config(args.config, {"output": args.output, "dask.address": args.dask_address})
     from prefect.settings import PREFECT_API_URL
 
     server = args.server
@@ -83,10 +93,13 @@ def cmd_run(args) -> int:
         server = None
     if server:
         os.environ["PREFECT_API_URL"] = server.api_url  # for the workers, which start before the server is up
-    if not config.dask.scheduler(os.environ):
-        from flows.warm import start_forkserver
+    from flows.warm import start_forkserver
 
+    if not scheduler_named(args):  # the workers' imports start now, beside the config's (a second)
         start_forkserver()
+    from flows.config import load_config
+
+    config = load_config(args.config, {"output": args.output, "dask.address": args.dask_address})
     from prefect.exceptions import FailedRun
 
     from flows.curate import run_pipeline
@@ -202,14 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # a run's temporary Prefect server boots (seconds) while the rest is imported and set up
     args.server = TemporaryServer() if args.command == "run" and "PREFECT_API_URL" not in os.environ else None
-    from flows.config import ConfigError
-
     try:
         return args.func(args)
-    except ConfigError as e:
-        print(f"curate: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # any other failure: one paragraph, the logs above hold the details
+    except Exception as e:  # one paragraph, the logs above hold the details
+        from flows.config import ConfigError  # here, not above: a run starts its workers before it loads the config
+
+        if isinstance(e, ConfigError):
+            print(f"curate: {e}", file=sys.stderr)
+            return 2
         print(f"\ncurate: run failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     finally:

@@ -1,6 +1,8 @@
+import argparse
+
 import pytest
 
-from flows.cli import main
+from flows.cli import main, scheduler_named
 from flows.config import ConfigError, load_config
 
 
@@ -103,3 +105,18 @@ def test_run_summary_table_for_a_published_and_a_nothing_new_run():
     nothing = {"run_id": "r2", "nothing_new": True, "source_files": 4, "latest_version": "v2"}
     assert summary_table(nothing, 1.25) == ("run r2 finished in 1.2 s: nothing new, all 4 source files were "
                                             "ingested already; the latest version is still v2")
+
+
+def test_a_named_scheduler_is_seen_before_the_config_is_loaded(tmp_path, monkeypatch):
+    """`curate run` starts its local workers' imports before loading the config, unless a scheduler is named."""
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    local = write(tmp_path, "sources: [{uri: x.jsonl}]\noutput: o\ndask: {n_workers: 2}\n")
+    remote = tmp_path / "r.yaml"
+    remote.write_text("sources: [{uri: x.jsonl}]\noutput: o\ndask: {address: 'tcp://h:8786'}\n")
+    args = argparse.Namespace(config=str(local), dask_address=None)
+    assert scheduler_named(args) is False
+    assert scheduler_named(argparse.Namespace(config=str(remote), dask_address=None)) is True
+    assert scheduler_named(argparse.Namespace(config=str(local), dask_address="tcp://h:8786")) is True
+    assert scheduler_named(argparse.Namespace(config=str(tmp_path / "missing.yaml"), dask_address=None)) is True
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://h:8786")
+    assert scheduler_named(args) is True

@@ -120,6 +120,22 @@ def test_gate_keeps_the_suite_order_and_names_an_expectation_that_could_not_run(
         '(Error: The column "lang" in BatchData does not exist.)')
 
 
+def test_gx_sees_only_the_columns_the_suite_names_unless_it_judges_the_whole_table():
+    suite = {"name": "n", "expectations": [
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id"}},
+        {"type": "expect_column_pair_values_to_be_equal", "kwargs": {"column_A": "a", "column_B": "b"}},
+        {"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": ["a", "c"]}}]}
+    assert gates.named_columns(suite) == {"id", "a", "b", "c"}
+    table = pa.table({"id": ["1", "2"], "a": [1, 2], "b": [1, 3], "c": [0, 0], "text": ["x", "y"]})
+    assert gates.metadata(table, gates.named_columns(suite)).column_names == ["id", "a", "b", "c"]
+    shard = gates.validate_shard(table, suite, "s")
+    assert [e["unexpected_count"] for e in shard["expectations"]] == [0, 1, 0]
+    whole = {"name": "w", "expectations": suite["expectations"] + [
+        {"type": "expect_table_column_count_to_equal", "kwargs": {"value": 5}}]}
+    assert gates.named_columns(whole) is None
+    assert gates.validate_shard(table, whole, "s")["expectations"][-1]["success"] is True
+
+
 def test_project_suites_load_and_name_their_gate():
     for gate in gates.GATES:
         assert gates.load_suite(gate, "text")["name"] == gate
