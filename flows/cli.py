@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from flows import quick_exit  # noqa: I001  first: its atexit handler must run after all others
+
 import argparse
 import logging
 import os
@@ -216,19 +218,24 @@ def main(argv: list[str] | None = None) -> int:
     # a run's temporary Prefect server boots (seconds) while the rest is imported and set up
     args.server = TemporaryServer() if args.command == "run" and "PREFECT_API_URL" not in os.environ else None
     try:
-        return args.func(args)
+        code = args.func(args)
     except Exception as e:  # one paragraph, the logs above hold the details
         from flows.config import ConfigError  # here, not above: a run starts its workers before it loads the config
 
-        if isinstance(e, ConfigError):
-            print(f"curate: {e}", file=sys.stderr)
-            return 2
-        print(f"\ncurate: run failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+        print(f"curate: {e}" if isinstance(e, ConfigError) else f"\ncurate: run failed: {type(e).__name__}: {e}",
+              file=sys.stderr)
+        code = 2 if isinstance(e, ConfigError) else 1
     finally:
         if args.server:
             args.server.stop()
+    return code
+
+
+def console() -> NoReturn:
+    """The `curate` command: `main`, then an exit that skips the interpreter's teardown (flows.quick_exit)."""
+    quick_exit.code = main()
+    sys.exit(quick_exit.code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
