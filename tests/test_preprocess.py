@@ -44,11 +44,13 @@ def test_word_counts_and_longest_word_per_text():
 
 
 def test_gopher_word_signals_trim_punctuation_and_lower_case_unicode():
-    m = gopher_signals(pa.array(["«THE» … ÜBER über Der x", ""]), ["the", "über"])
-    assert m["n_words"].tolist() == [5, 0]  # "…" is a symbol word: punctuation only
-    assert m["avg_word_length"].tolist() == [3.0, 0]  # THE, ÜBER, über, Der, x: 15 characters
-    assert m["alpha_words_ratio"].tolist() == [5 / 6, 0]
-    assert m["stop_words"].tolist() == [3, 0]  # «THE», ÜBER, über; not Der
+    m = gopher_signals(pa.array(["«THE» … ÜBER über Der x", "", "#a ....... b..… ## c"]), ["the", "über"])
+    assert m["n_words"].tolist() == [5, 0, 3]  # "…" is a symbol word: punctuation only
+    assert m["avg_word_length"].tolist() == [3.0, 0, 1.0]  # THE, ÜBER, über, Der, x: 15 characters
+    assert m["alpha_words_ratio"].tolist() == [5 / 6, 0, 3 / 5]
+    assert m["stop_words"].tolist() == [3, 0, 0]  # «THE», ÜBER, über; not Der
+    assert m["hash_ratio"].tolist() == [0, 0, 3 / 5]
+    assert m["ellipsis_ratio"].tolist() == [1 / 6, 0, 3 / 5]  # "......." holds two "...", then one "…"
 
 
 def test_ngram_chars_count_the_top_ngram_and_cover_repeats_once():
@@ -63,9 +65,12 @@ def test_ngram_chars_count_the_top_ngram_and_cover_repeats_once():
 
 def test_normalise_strips_ansi_control_repairs_mojibake_and_cleans_whitespace():
     texts = pa.array(["\x1b[1;31mred\x1b[0m text\x07 here  \r\n\r\n\r\n\r\nnext\u00a0line ",
-                      "cafÃ© dÃ©jÃ  vu", "e\u0301", "  keep   inner  spaces\n\tand tabs"])
+                      "cafÃ© dÃ©jÃ  vu", "e\u0301", "  keep   inner  spaces\n\tand tabs", None, "ﬁ e\u0301"])
     out = normalise_texts(texts, NormaliseSettings()).to_pylist()
-    assert out == ["red text here\n\nnext line", "café déjà vu", "\u00e9", "keep   inner  spaces\n\tand tabs"]
+    assert out == ["red text here\n\nnext line", "café déjà vu", "\u00e9", "keep   inner  spaces\n\tand tabs", None,
+                   "ﬁ \u00e9"]
+    nfkc = normalise_texts(texts, NormaliseSettings(unicode_form="NFKC")).to_pylist()
+    assert nfkc[-1] == "fi \u00e9"
 
 
 def test_length_bounds():

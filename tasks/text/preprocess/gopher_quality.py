@@ -43,16 +43,13 @@ def gopher_signals(texts, stop_words: list[str]) -> dict[str, np.ndarray]:
     letter, lower = letters_and_lower_case()
     stop = np.array([ord(c) for word in stop_words for c in word], dtype=np.int64)
     stop_offsets = np.cumsum([0] + [len(word) for word in stop_words])
-    counts = np.zeros((len(texts), 5))
+    counts = np.zeros((len(texts), 7))
     _word_signals(data, offsets, SPACE, PUNCT, letter, lower, stop, stop_offsets, counts)
-    tokens, words, core_chars, alpha, stop_hits = counts.T
+    tokens, words, core_chars, alpha, stop_hits, hashes, ellipses = counts.T
     lines, line_parent = split_lines(texts)
     n_lines = per_doc_count(line_parent, len(texts))
     bullet = np.asarray(pc.match_substring_regex(lines, r"^\s*[•\-]"), dtype=bool)
     ellipsis_end = np.asarray(pc.match_substring_regex(lines, r"(\.\.\.|…)\s*$"), dtype=bool)
-    hashes = np.asarray(pc.count_substring(texts, "#"), dtype=np.float64)
-    ellipses = (np.asarray(pc.count_substring(texts, "..."), dtype=np.float64)
-                + np.asarray(pc.count_substring(texts, "…"), dtype=np.float64))
     return {
         "n_words": words,
         "avg_word_length": ratio(core_chars, words),
@@ -76,18 +73,28 @@ def letters_and_lower_case() -> tuple[np.ndarray, np.ndarray]:
 @njit(cache=True, nogil=True)
 def _word_signals(data, offsets, space, punct, letter, lower, stop, stop_offsets, out):
     """Per text, into out[t]: tokens, words (tokens with a core left once punctuation is trimmed from both
-    ends), characters in the words' cores, tokens with a letter, cores that are stop words in lower case."""
+    ends), characters in the words' cores, tokens with a letter, cores that are stop words in lower case,
+    and the text's "#" and its ellipses ("..." or "…"; whitespace never splits one, so counting them
+    inside the tokens counts them all)."""
     for t in range(offsets.shape[0] - 1):
         pos, end = offsets[t], offsets[t + 1]
         while True:
             start, pos, chars = next_word(data, pos, end, space)
             if start == end:
                 break
-            first, last, core_start, alpha = -1, -1, start, False
+            first, last, core_start, alpha, dots = -1, -1, start, False, 0
             p, i = start, 0
             while p < pos:
                 cp, size = decode(data, p)
                 alpha = alpha or letter[cp] == 1
+                dots = dots + 1 if cp == 0x2E else 0
+                if dots == 3:  # "..." counted as count_substring does: left to right, not overlapping
+                    out[t, 6] += 1
+                    dots = 0
+                if cp == 0x23:
+                    out[t, 5] += 1
+                elif cp == 0x2026:
+                    out[t, 6] += 1
                 if punct[cp] == 0:
                     if first < 0:
                         first, core_start = i, p
