@@ -5,7 +5,8 @@ import pyarrow.compute as pc
 from tasks.text.preprocess import PreprocessSettings, preprocess
 from tasks.text.preprocess.c4 import C4Settings, filter_c4
 from tasks.text.preprocess.gopher_quality import GopherQualitySettings, filter_gopher_quality, gopher_signals
-from tasks.text.preprocess.gopher_repetition import GopherRepetitionSettings, filter_gopher_repetition, ngram_chars
+from tasks.text.preprocess.gopher_repetition import (GopherRepetitionSettings, duplicate_elements,
+                                                      filter_gopher_repetition, ngram_chars)
 from tasks.text.preprocess.language import LanguageSettings, filter_language
 from tasks.text.preprocess.length import LengthSettings, filter_length
 from tasks.text.preprocess.normalise import NormaliseSettings, normalise_texts
@@ -51,6 +52,14 @@ def test_gopher_word_signals_trim_punctuation_and_lower_case_unicode():
     assert m["stop_words"].tolist() == [3, 0, 0]  # «THE», ÜBER, über; not Der
     assert m["hash_ratio"].tolist() == [0, 0, 3 / 5]
     assert m["ellipsis_ratio"].tolist() == [1 / 6, 0, 3 / 5]  # "......." holds two "...", then one "…"
+
+
+def test_duplicate_lines_and_paragraphs_of_the_trimmed_text():
+    texts = pa.array(["", "a\nb\na\n\na", "\u3000 x\n\n\nyy\n\nx \u2003", "é\né\n"])
+    lines, line_chars = duplicate_elements(texts, 1)
+    paragraphs, paragraph_chars = duplicate_elements(texts, 2)
+    assert (lines.tolist(), line_chars.tolist()) == ([0, 0.5, 1 / 3, 0.5], [0, 2, 1, 1])  # é: 1 character
+    assert (paragraphs.tolist(), paragraph_chars.tolist()) == ([0, 0, 1 / 3, 0], [0, 0, 1, 0])
 
 
 def test_ngram_chars_count_the_top_ngram_and_cover_repeats_once():

@@ -82,3 +82,22 @@ def fmix64(h):
     h ^= h >> np.uint64(33)
     h *= np.uint64(0xC4CEB9FE1A85EC53)
     return h ^ (h >> np.uint64(33))
+
+
+@njit(cache=True, nogil=True)
+def hash_bytes(data, start, end):
+    """A 64-bit hash of data[start:end] (FNV-1a, then fmix64)."""
+    h = FNV_OFFSET
+    for k in range(start, end):
+        h = (h ^ np.uint64(data[k])) * FNV_PRIME
+    return fmix64(h)
+
+
+@njit(cache=True, nogil=True)
+def same_bytes(data, s1, e1, s2, e2):
+    if e1 - s1 != e2 - s2:
+        return False
+    for k in range(e1 - s1):
+        if data[s1 + k] != data[s2 + k]:
+            return False
+    return True

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from numba import njit
 
-from tasks.text.preprocess.text import flatten, per_doc_sum, ratio, repeated, text_lengths, token_ids
-from tasks.text.preprocess.words import SPACE, next_word
-from tasks.text.utf8 import FNV_OFFSET, FNV_PRIME, buffers, fmix64
+from tasks.text.preprocess.text import ratio, text_lengths
+from tasks.text.preprocess.words import SPACE, next_word, trimmed
+from tasks.text.utf8 import buffers, fmix64, hash_bytes, same_bytes
 from tasks.records import Check, Settings, split_by_checks
 
 
@@ -31,14 +30,61 @@ class GopherRepetitionSettings(Settings):
     dup_n_grams: list[tuple[int, float]] = [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)]
 
 
-def duplicate_elements(texts, pattern: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per document: fraction of elements (split by `pattern`) seen before, and characters in them."""
-    n_docs = len(texts)
-    parts, parent = flatten(pc.split_pattern_regex(pc.utf8_trim_whitespace(texts), pattern))
-    dup = repeated(parent, token_ids(parts))
-    lengths = np.asarray(pc.utf8_length(parts), dtype=np.float64)
-    return (ratio(per_doc_sum(parent, dup, n_docs), np.bincount(parent, minlength=n_docs).astype(float)),
-            per_doc_sum(parent, lengths * dup, n_docs))
+def duplicate_elements(texts, min_newlines: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per document: the fraction of its elements seen earlier in it, and the characters in those repeats.
+    Elements are what splitting the whitespace-trimmed text at every run of `min_newlines` or more newlines
+    leaves: lines (1) or paragraphs (2)."""
+    data, offsets = buffers(texts)
+    counts = np.zeros((len(texts), 3))
+    longest = int(np.diff(offsets).max(initial=0))
+    _duplicate_elements(data, offsets, SPACE, min_newlines, longest // 2 + 1, counts)
+    return ratio(counts[:, 1], counts[:, 0]), counts[:, 2]
+
+
+@njit(cache=True, nogil=True)
+def _duplicate_elements(data, offsets, space, min_newlines, max_elements, out):
+    """out[t]: elements, repeats, characters in repeats; an exact hash table per text (bytes compared)."""
+    mask = 1
+    while mask < 2 * max_elements:
+        mask *= 2
+    slots, used, hashes = np.full(mask, -1), np.empty(max_elements, np.int64), np.empty(max_elements, np.uint64)
+    starts, ends = np.empty(max_elements, np.int64), np.empty(max_elements, np.int64)
+    mask -= 1
+    for t in range(offsets.shape[0] - 1):
+        start, end = trimmed(data, offsets[t], offsets[t + 1], space)
+        n, pos = 0, start
+        while True:  # one element per pass: up to the next run of min_newlines newlines, or the end
+            stop, after = pos, pos
+            while stop < end:
+                if data[stop] == 0x0A:
+                    run = stop
+                    while run < end and data[run] == 0x0A:
+                        run += 1
+                    if run - stop >= min_newlines:
+                        after = run
+                        break
+                    stop = run
+                else:
+                    stop += 1
+            h = hash_bytes(data, pos, stop)
+            slot = np.int64(h & np.uint64(mask))
+            while slots[slot] >= 0 and not (hashes[slots[slot]] == h and same_bytes(
+                    data, starts[slots[slot]], ends[slots[slot]], pos, stop)):
+                slot = (slot + 1) & mask
+            if slots[slot] >= 0:
+                out[t, 1] += 1
+                for k in range(pos, stop):
+                    if data[k] & 0xC0 != 0x80:  # a character's first byte
+                        out[t, 2] += 1
+            else:
+                slots[slot], hashes[n], starts[n], ends[n], used[n] = n, h, pos, stop, slot
+                n += 1
+            out[t, 0] += 1
+            if stop >= end:
+                break
+            pos = after
+        for k in range(n):
+            slots[used[k]] = -1
 
 
 def ngram_chars(texts, max_n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,15 +124,12 @@ def _ngram_chars(data, offsets, space, max_n, max_words, top, dup):
             n_words += 1
         distinct = 0
         for i in range(n_words):
-            h = FNV_OFFSET
-            for k in range(starts[i], ends[i]):
-                h = (h ^ np.uint64(data[k])) * FNV_PRIME
-            h = fmix64(h)
+            h = hash_bytes(data, starts[i], ends[i])
             slot = np.int64(h & np.uint64(mask))
             while word_slots[slot] >= 0:
                 o = word_slots[slot]
-                if word_hash[o] == h and _same_bytes(data, starts[word_first[o]], ends[word_first[o]],
-                                                     starts[i], ends[i]):
+                if word_hash[o] == h and same_bytes(data, starts[word_first[o]], ends[word_first[o]],
+                                                    starts[i], ends[i]):
                     break
                 slot = (slot + 1) & mask
             if word_slots[slot] >= 0:
@@ -141,16 +184,6 @@ def _ngram_chars(data, offsets, space, max_n, max_words, top, dup):
                 gram_keys[used[g]] = -1
 
 
-@njit(cache=True, nogil=True)
-def _same_bytes(data, s1, e1, s2, e2):
-    if e1 - s1 != e2 - s2:
-        return False
-    for k in range(e1 - s1):
-        if data[s1 + k] != data[s2 + k]:
-            return False
-    return True
-
-
 def filter_gopher_repetition(table: pa.Table, settings: GopherRepetitionSettings) -> tuple[pa.Table, pa.Table]:
     s = settings
     texts = table["text"]
@@ -161,8 +194,8 @@ def filter_gopher_repetition(table: pa.Table, settings: GopherRepetitionSettings
         if limit is not None:
             checks.append(Check(f"gopher_repetition.{name}", value > limit, value, f"> {limit} ({label})"))
 
-    para_frac, para_chars = duplicate_elements(texts, r"\n{2,}")
-    line_frac, line_chars = duplicate_elements(texts, r"\n+")
+    para_frac, para_chars = duplicate_elements(texts, 2)
+    line_frac, line_chars = duplicate_elements(texts, 1)
     add("dup_para_frac", s.dup_para_frac, para_frac, "duplicate paragraphs")
     add("dup_para_char_frac", s.dup_para_char_frac, ratio(para_chars, chars), "characters in duplicate paragraphs")
     add("dup_line_frac", s.dup_line_frac, line_frac, "duplicate lines")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -30,20 +29,6 @@ def per_doc_count(parent: np.ndarray, n_docs: int) -> np.ndarray:
 def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num / den, 0 where den is 0."""
     return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
-
-
-def token_ids(values: pa.Array) -> np.ndarray:
-    """A dense integer id per distinct string (equal strings, equal ids) within this batch."""
-    encoded = pc.dictionary_encode(values)
-    return np.asarray(encoded.indices, dtype=np.int64)
-
-
-def repeated(parent: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """True for an element whose id already occurred earlier in the same document."""
-    if len(ids) == 0:
-        return np.zeros(0, dtype=bool)
-    key = parent.astype(np.int64) * (int(ids.max()) + 1) + ids
-    return pd.Series(key).duplicated().to_numpy()
 
 
 def text_lengths(texts) -> np.ndarray:

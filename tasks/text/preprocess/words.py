@@ -34,6 +34,25 @@ def next_word(data, pos, end, space):
 
 
 @njit(cache=True, nogil=True)
+def trimmed(data, start, end, space):
+    """The byte span of data[start:end] without its leading and trailing whitespace (as utf8_trim_whitespace)."""
+    while start < end:
+        cp, size = decode(data, start)
+        if space[cp] == 0:
+            break
+        start += size
+    while end > start:
+        lead = end - 1
+        while data[lead] & 0xC0 == 0x80:  # back to the first byte of the last character
+            lead -= 1
+        cp, size = decode(data, lead)
+        if space[cp] == 0:
+            break
+        end = lead
+    return start, end
+
+
+@njit(cache=True, nogil=True)
 def _word_counts(data, offsets, space, counts, longest):
     for t in range(offsets.shape[0] - 1):
         pos, end = offsets[t], offsets[t + 1]
