@@ -18,7 +18,7 @@ def facts():
     from tasks.text import minhash
     from tasks.text.preprocess import gopher_quality, gopher_repetition, words
     kernels = (minhash._scan, minhash._band_keys, gopher_quality._word_signals, gopher_repetition._ngram_chars,
-               words._word_counts)
+               gopher_repetition._duplicate_elements, words._word_counts)
     return {"imported": all(m in sys.modules for m in ("great_expectations", "tasks.stages", "pyarrow")),
             "compiled": all(kernel.signatures for kernel in kernels),
             "blas_threads": os.environ.get("OMP_NUM_THREADS"), "parent": os.getppid()}

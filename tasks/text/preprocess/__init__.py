@@ -10,7 +10,8 @@ import pyarrow as pa
 
 from tasks.text.preprocess.c4 import C4Settings, filter_c4
 from tasks.text.preprocess.gopher_quality import GopherQualitySettings, filter_gopher_quality, gopher_signals
-from tasks.text.preprocess.gopher_repetition import GopherRepetitionSettings, filter_gopher_repetition, ngram_chars
+from tasks.text.preprocess.gopher_repetition import (GopherRepetitionSettings, duplicate_elements,
+                                                      filter_gopher_repetition, ngram_chars)
 from tasks.text.preprocess.language import LanguageSettings, filter_language
 from tasks.text.preprocess.length import LengthSettings, filter_length
 from tasks.text.preprocess.normalise import NormaliseSettings, normalise
@@ -48,5 +49,6 @@ def load_kernels() -> None:
     about 0.4 s that a worker spends before its first shard instead of in it."""
     texts = pa.array(["a b a b"])
     gopher_signals(texts, ["a"])
+    duplicate_elements(texts, 1)
     ngram_chars(texts, 2)
     word_counts(texts)

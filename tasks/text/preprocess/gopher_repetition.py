@@ -1,11 +1,10 @@
 """Gopher repetition rules (Rae et al. 2021, table A1), with datatrove's GopherRepetitionFilter thresholds.
 
-Duplicate lines and paragraphs are found over the whole batch at once: they get dense ids (Arrow dictionary
-encoding) and "seen earlier in the same document" is one vectorised pass. Duplicate n-grams are found by a
-compiled kernel over the texts' bytes: per document, exact word ids, then n-gram ids built from (n-1)-gram
-ids, extending only the n-grams that repeat. Two deliberate refinements over datatrove: the top n-gram
-must occur at least twice to count as repetition, and duplicated n-gram characters are the union of the
-words they cover (the paper's definition: each character counted once).
+Compiled kernels walk the texts' bytes: per document, an exact hash table (bytes compared) finds the lines,
+paragraphs and words seen before in it, and n-gram ids are built from (n-1)-gram ids, extending only the
+n-grams that repeat. Two deliberate refinements over datatrove: the top n-gram must occur at least twice
+to count as repetition, and duplicated n-gram characters are the union of the words they cover (the
+paper's definition: each character counted once).
 """
 
 from __future__ import annotations
