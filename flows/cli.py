@@ -222,9 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # one paragraph, the logs above hold the details
         from flows.config import ConfigError  # here, not above: a run starts its workers before it loads the config
 
-        print(f"curate: {e}" if isinstance(e, ConfigError) else f"\ncurate: run failed: {type(e).__name__}: {e}",
-              file=sys.stderr)
-        code = 2 if isinstance(e, ConfigError) else 1
+        if isinstance(e, ConfigError):
+            print(f"curate: {e}", file=sys.stderr)
+            code = 2
+        else:
+            print(f"\ncurate: run failed: {type(e).__name__}: {e}", file=sys.stderr)
+            code = 1
     finally:
         if args.server:
             args.server.stop()

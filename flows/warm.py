@@ -1,9 +1,9 @@
 """Warm Dask workers: what the stages use is imported before the first task, not by it.
 
 - A run's local cluster forks its workers from a forkserver that loaded `flows.worker_preload`
-  (`start_forkserver`, through `flows.forkserver`): the imports (Great Expectations, Prefect, pyarrow, the stages) and compiled
-  kernels, seconds of CPU, load once for all workers rather than once in each, which on a small machine
-  is most of a run's fixed cost.
+  (`start_forkserver`, through `flows.forkserver`): the imports (Great Expectations, Prefect, pyarrow,
+  the stages) and compiled kernels, seconds of CPU, load once for all workers rather than once in each,
+  which on a small machine is most of a run's fixed cost.
 - A long-lived worker (`dask worker --preload flows.warm`, or `preload=["flows.warm"]`) loads them in a
   thread while it waits for its first task, and makes its Great Expectations context there.
 """
