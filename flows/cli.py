@@ -39,6 +39,8 @@ def summary_table(summary: dict, seconds: float) -> str:
     if summary.get("resumed"):
         lines += ["", f"resumed run {summary['run_id']}: {summary['resumed']['collect']} collect units and "
                       f"{summary['resumed']['preprocess']} preprocess shards were taken as they were"]
+    if summary.get("seconds"):
+        lines += ["", "seconds: " + ", ".join(f"{stage} {s:.1f}" for stage, s in summary["seconds"].items())]
     lines += ["", "gates: " + ", ".join(f"{g} {'off' if ok is None else 'passed' if ok else 'FAILED (warn)'}"
                                         for g, ok in summary["gates"].items()),
               "splits: " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()),

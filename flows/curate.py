@@ -12,7 +12,7 @@ from functools import reduce
 from prefect import flow, get_run_logger, runtime, unmapped
 from prefect.states import Completed, Failed
 
-from flows import artifacts, preflight
+from flows import artifacts, preflight, progress
 from flows.config import PipelineConfig
 from flows.runtime import ConfiguredDaskTaskRunner, cluster_slots, mark_crashed, prefect_api, run_config
 from flows.server import TemporaryServer
@@ -120,7 +120,7 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
     """collect -> gate raw -> preprocess -> gate clean -> dedup -> gate dedup -> export -> gate export ->
     publish. A shard (or collect unit) a failed run finished is taken from its record, not redone."""
     logger, modality = get_run_logger(), modalities.get(config.modality)
-    counts, gate_results, resumed = {}, [], {}
+    counts, gate_results, resumed, laps = {}, [], {}, progress.Laps()
     checks = {gate: gate_check(gate, config, paths) for gate in gates.GATES}
 
     units = collect.plan_units(files, config.collect.unit_bytes, config.dask.n_workers * config.dask.threads_per_worker)
@@ -133,7 +133,7 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
     fresh = stages.collect_unit.map([units[i] for i in todo], unmapped(sources), unmapped(collect_settings),
                                     unmapped(config.modality), unmapped(store), unmapped(paths), todo,
                                     [len(units[i]) for i in todo], unmapped(checks["raw"]))
-    collected = {i: f.result() for i, f in zip(todo, fresh)}
+    collected = dict(zip(todo, progress.results(fresh, "collect", "units", lambda c: c.counts.entered)))
     collected = [collected.get(i) or collect.Collected.of(done[collect.unit_name(i)]) for i in range(len(units))]
     resumed["collect"] = len(units) - len(todo)
     counts["collect"] = StageCounts.total(c.counts for c in collected)
@@ -141,25 +141,31 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
     if barren:
         raise NothingToPublish("; ".join(barren) + " (set allow_empty: true to publish without them)")
     shards = [s["name"] for c in collected for s in c.shards]
+    laps.lap("collect")
     gate_results.append(run_gate("raw", checks, store, paths, [paths.stage("collect", s) for s in shards], shards,
                                  config))
+    laps.lap("gate raw")
 
     done = runs.completed(store, paths, "preprocess")
     todo = [s for s in shards if s not in done]
     fresh = stages.preprocess_shard.map(unmapped(store), unmapped(paths), todo, unmapped(config.modality),
                                         unmapped(config.preprocess), unmapped(checks["clean"]))
-    preprocessed = {s: f.result() for s, f in zip(todo, fresh)}
+    preprocessed = dict(zip(todo, progress.results(fresh, "preprocess", records=lambda c: c.entered)))
     resumed["preprocess"] = len(shards) - len(todo)
     counts["preprocess"] = StageCounts.total(preprocessed.get(s) or StageCounts.of_dict(done[s]) for s in shards)
+    laps.lap("preprocess")
     gate_results.append(run_gate("clean", checks, store, paths, [paths.stage("preprocess", s) for s in shards],
                                  shards, config))
+    laps.lap("gate clean")
 
     counts["dedup"], clustering = deduplicate(store, paths, shards, version, counts["preprocess"].kept,
-                                              dedup_settings, stages.run_as_tasks(cluster_slots()),
+                                              dedup_settings, stages.run_as_tasks(cluster_slots(), progress.results),
                                               checks["dedup"])
     logger.info("dedup: %s; %s", counts["dedup"], clustering)
+    laps.lap("dedup")
     gate_results.append(run_gate("dedup", checks, store, paths, [paths.stage("dedup", s) for s in shards], shards,
                                  config))
+    laps.lap("gate dedup")
     last, caps = "dedup", None
     if config.balance.caps:
         caps = stages.balance_plan.submit(store, [paths.stage("dedup", s) for s in shards], config.balance).result()
@@ -167,6 +173,7 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
             unmapped(store), unmapped(paths), shards, unmapped(config.balance), unmapped(caps)))
         logger.info("balance: at most %d rows per %s group; %s", caps["limit"], caps["column"], counts["balance"])
         last = "balance"
+        laps.lap("balance")
     if not counts[last].kept and not config.allow_empty:
         raise NothingToPublish(f"nothing to publish: every record was removed ({counts_line(counts)}); "
                                "set allow_empty: true to publish an empty version")
@@ -176,8 +183,8 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
             if config.export.splits.stratify_by else None)
     if getattr(config.export, "tokenizer", None):  # text: token shards beside the Parquet (tasks.text.tokens)
         tokenizer = stages.prepare_tokenizer.submit(store, inputs, version, config.export, base, cuts).result()
-        n_tokens = [f.result() for f in stages.tokenize_shard.map(unmapped(store), unmapped(paths), unmapped(last),
-                                                                    shards, unmapped(version), unmapped(tokenizer))]
+        n_tokens = progress.results(stages.tokenize_shard.map(unmapped(store), unmapped(paths), unmapped(last), shards,
+                                                              unmapped(version), unmapped(tokenizer)), "tokenize")
         logger.info("tokenized %d documents into %d tokens (tokenizer %s)", counts[last].kept, sum(n_tokens),
                     tokenizer["sha256"][:12])
         inputs = [paths.stage("tokenize", s) for s in shards]
@@ -188,7 +195,9 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
     written = [layout.version(version, name) for name in names]
     exported_rows = sum(s["rows"] for s in splits.values())
     counts["export"] = StageCounts(counts[last].kept, exported_rows)
+    laps.lap("export")
     gate_results.append(run_gate("export", checks, store, paths, written, names, config))
+    laps.lap("gate export")
     groups_seen = group_balance(config, store, paths, shards, [*counts][:-1], cuts, caps)
 
     stage_counts = {name: c.as_dict() for name, c in counts.items()}
@@ -212,11 +221,12 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
     export.publish(store, version, manifest, export.dataset_card(manifest, modality.noun, modality.card(manifest)),
                    report_html)
     dedup_index.commit(store, version, shards, exported_rows, dedup_settings)
+    laps.lap("report and publish")
     summary = {"run_id": paths.run_id, "modality": config.modality, "version": version,
                "published": store.url(*layout.version(version)), "stages": stage_counts,
                "splits": {k: v["rows"] for k, v in splits.items()}, "documents": manifest["documents"],
                "base_version": manifest["base_version"], "gates": {g["gate"]: g["success"] for g in gate_results},
-               "resumed": resumed if any(resumed.values()) else None}
+               "resumed": resumed if any(resumed.values()) else None, "seconds": laps.seconds}
     artifacts.publish_summary(summary, store.url(*layout.version(version, "report.html")))
     logger.info("published %s (%d %s, %d added)", summary["published"], summary["documents"], modality.noun,
                 exported_rows)

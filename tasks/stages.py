@@ -4,6 +4,8 @@ outputs and returns small counts. Paths, not data, travel between tasks; nothing
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pyarrow.compute as pc
 from prefect import task, unmapped
 
@@ -129,13 +131,27 @@ DEDUP_TASKS = {step: task(name=name, task_run_name=batch_run_name, **IO_RETRIES)
     (dedup_steps.remove, "dedup-filter"))}
 
 
-def run_as_tasks(slots: int) -> dedup_steps.Executor:
-    """The dedup executor of the flow: a step's items are cut into at most `slots` (the cluster's worker
-    threads) batches in order, each one run of the step's task. After the filters a shard may hold a few
-    hundred documents, and a task run per shard would cost more than its work."""
+BATCH_ITEMS = 8  # items a dedup batch holds at least, unless the cluster has more threads than batches
+
+RECORDS = {  # the records one finished item of a dedup step handled, for progress
+    dedup_steps.sketch: lambda rows: rows,
+    dedup_steps.remove: lambda counts: counts.entered,
+}
+
+
+def run_as_tasks(slots: int, gather: Callable | None = None) -> dedup_steps.Executor:
+    """The dedup executor of the flow: a step's items are cut into batches in order, each one run of the step's
+    task: one batch per worker thread (`slots`), more for big runs so that no batch holds much more than
+    BATCH_ITEMS items and progress shows. After the filters a shard may hold a few hundred documents, and a
+    task run per shard would cost more than its work. `gather(futures, stage, unit, records)` waits for the
+    batches (flows.progress.results); without it, each is waited for in turn."""
     def run(step, items: list, **constants) -> list:
-        n = min(slots, len(items))
+        n = min(len(items), max(slots, len(items) // BATCH_ITEMS))
         batches = [items[i * len(items) // n:(i + 1) * len(items) // n] for i in range(n)]
         futures = DEDUP_TASKS[step].map(unmapped(step), batches, unmapped(constants))
-        return [result for f in futures for result in f.result()]
+        count = RECORDS.get(step)
+        done = (gather(futures, f"{DEDUP_TASKS[step].name} ({len(items)} items)", "batches",
+                       count and (lambda batch: sum(map(count, batch))))
+                if gather else [f.result() for f in futures])
+        return [result for batch in done for result in batch]
     return run

@@ -7,6 +7,7 @@ Dask cluster, `run_serially` calls them in this process.
 from __future__ import annotations
 
 import tempfile
+import time
 from typing import Callable, Protocol
 
 import numpy as np
@@ -158,8 +159,15 @@ def deduplicate(store: Store, paths: RunPaths, shards: list[str], version: str, 
     """Sketch per shard, candidates per band and key range, one clustering, a filter per shard,
     which validates its output for the dedup gate (`check`). Reads `<run>/preprocess/<shard>`, writes
     `<run>/dedup/` and the version's uncommitted index."""
+    seconds, mark = {}, time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        seconds[name], mark = round(time.perf_counter() - mark, 3), time.perf_counter()
+
     sketched = runs.completed(store, paths, "dedup")  # a resumed run's finished sketches
     run(sketch, [s for s in shards if f"sketch-{s}" not in sketched], store=store, paths=paths, settings=settings)
+    lap("sketch")
     sources = dedup_index.run_sources(paths, shards)
     if settings.against_published:
         published, published_docs = dedup_index.published_sources(store, settings)
@@ -169,13 +177,17 @@ def deduplicate(store: Store, paths: RunPaths, shards: list[str], version: str, 
                        exact=settings.exact))
     if repeated and settings.repeated_ids == "fail":
         raise dedup_ids.RepeatedIds.of(read_repeats(store, paths))
+    lap("repeated ids")
     work = [(bands, part) for bands in settings.band_groups(documents) for part in range(parts)]
     run(candidates, work, store=store, paths=paths, sources=sources, parts=parts)
+    lap("candidates")
     (clustering,) = run(clusters, [shards], store=store, paths=paths, sources=sources, settings=settings)
+    lap("clusters")
     counts = StageCounts.total(run(remove, shards, store=store, paths=paths, version=version, shards=shards,
                                    check=check))
+    lap("filter")
     return counts, clustering | {"key_ranges": parts, "published_shards": len(sources) - len(shards),
-                                 "repeated_ids": repeated}
+                                 "repeated_ids": repeated, "seconds": seconds}
 
 
 def dedup_tables(tables: list[pa.Table], settings: dedup.DedupSettings,
