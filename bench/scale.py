@@ -101,7 +101,7 @@ def curate_run(config: Path, *extra: str, kill_in: str | None = None) -> dict:
     lines = []
     for line in process.stdout:
         lines.append(line)
-        if re.search(r"\] - (run |.*(done|passed))", line):
+        if re.search(r" - (run \S+: |\S+.*: \d+/\d+ \S+ done|gate \S+ passed)", line):
             print("   ", line.rstrip()[-150:], flush=True)
         if kill_in and f"Task run '{kill_in}" in line or kill_in and f"'{kill_in} " in line:
             os.killpg(process.pid, signal.SIGKILL)

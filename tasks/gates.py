@@ -161,6 +161,16 @@ def _validator(suite: dict, shard: str, docs_dir: str):
     return checkpoint, source, asset_name
 
 
+def _forget_batches(source) -> None:
+    """Drop the shard's data from the datasource's execution engine, which outlives the validation: it keeps
+    every batch it was given and every metric it computed (a shard's text column, boolean series per
+    expectation), so a long-lived worker would otherwise grow by a shard's size per validation."""
+    engine = source.get_execution_engine()
+    engine.batch_manager.reset_batch_cache()
+    engine.batch_manager.batch_data_cache.clear()
+    engine._metric_cache.clear()
+
+
 COLUMN_KWARGS = ("column", "column_A", "column_B", "column_list")
 
 
@@ -221,6 +231,7 @@ def validate_shard(table: pa.Table, suite: dict, shard: str, store: Store | None
             context.checkpoints.delete(asset_name)
             context.validation_definitions.delete(asset_name)
             source.delete_asset(asset_name)
+            _forget_batches(source)
         run = next(iter(result.run_results.values()))
         pages = []
         if store is not None:

@@ -44,6 +44,18 @@ def test_export_split_writes_shards_of_the_target_size(tmp_path):
     assert result["shards"][0]["sha256"] == hashlib.sha256((tmp_path / "versions/v1/train/part-00000.parquet").read_bytes()).hexdigest()
 
 
+def test_a_validated_shard_leaves_nothing_behind_in_the_worker():
+    """A long-lived worker validates shard after shard: GX's execution engine must not keep their data."""
+    import gc
+
+    suite = {"name": "kept-nothing", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "text"}}]}
+    for i in range(3):
+        assert gates.validate_shard(pa.table({"text": [f"shard {i}"] * 1000}), suite, f"s{i}")["rows"] == 1000
+    gc.collect()
+    assert [type(o).__name__ for o in gc.get_objects() if type(o).__name__ == "PandasBatchData"] == []
+
+
 def test_gate_aggregates_counts_across_shards_and_names_failures(tmp_path):
     suite = {"name": "t", "expectations": [
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "text", "mostly": 0.7}},
