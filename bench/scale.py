@@ -3,7 +3,8 @@
     .venv/bin/python bench/scale.py text 10000 100000 1000000
     .venv/bin/python bench/scale.py images 1000 20000
     .venv/bin/python bench/scale.py audio 500 5000
-    .venv/bin/python bench/scale.py text 1000000 --kill-in dedup     # kill -9 in dedup, resume, compare
+    .venv/bin/python bench/scale.py versions 10 100000               # 10 stacked incremental versions of 100k
+    .venv/bin/python bench/scale.py text 1000000 --kill-in dedup-candidates   # kill -9 in dedup, resume
 
 Corpora are built under --work (default /tmp/curate-scale) once and kept for later runs: text by
 bench/scale_corpus.py (real text, about 10% planted near copies), pictures and clips by bench/scale_media.py.
@@ -170,10 +171,19 @@ def text_accuracy(corpus: Path, run: Path, threshold: float, sample: int = 2000)
             "precision": float((kept_like >= threshold).mean()) if len(kept_like) else 1.0}
 
 
+def exported(out: Path) -> list | None:
+    """(split, path, rows, sha256) of every exported shard of the output's version v1."""
+    manifest = out / "versions" / "v1" / "manifest.json"
+    if not manifest.exists():
+        return None
+    splits = json.loads(manifest.read_text())["splits"]
+    return [(name, s["path"], s["rows"], s["sha256"]) for name, split in splits.items() for s in split["shards"]]
+
+
 def text_size(work: Path, docs: int, kill_in: str | None) -> None:
     corpus = work / f"text-{docs}"
     info = write_corpus(corpus, docs, files=max(4, docs // 50_000))
-    out = corpus / "out"
+    out = corpus / ("out-resumed" if kill_in else "out")
     shutil.rmtree(out, ignore_errors=True)
     config = write_config(corpus / "curate.yaml", {
         "sources": [{"uri": str(corpus / "docs" / "*.jsonl"), "id_field": "id"}], "output": str(out),
@@ -182,6 +192,9 @@ def text_size(work: Path, docs: int, kill_in: str | None) -> None:
         killed = curate_run(config, kill_in=kill_in)
         print(f"  killed after {killed['seconds']:.0f} s; resuming", flush=True)
         result = curate_run(config, "--resume")
+        same = exported(out) == exported(corpus / "out")
+        print(f"  the resumed run's version {'equals' if same else 'DIFFERS from'} the uninterrupted run's "
+              "(every exported shard's rows and sha256)", flush=True)
     else:
         result = curate_run(config)
     report("text", docs, info["bytes"], out, result)
@@ -192,6 +205,34 @@ def text_size(work: Path, docs: int, kill_in: str | None) -> None:
     manifest = json.loads((out / "versions" / "v1" / "manifest.json").read_text())
     print(f"  published {manifest['documents']:,} documents, stages "
           + ", ".join(f"{k} {v['in']:,}->{v['kept']:,}" for k, v in manifest["stages"].items()), flush=True)
+
+
+def versions(work: Path, count: int, per_version: int) -> None:
+    """`count` incremental ingests of `per_version` new documents each, stacked on one output: what each costs
+    as the published versions (and the dedup index they are matched against) grow."""
+    files = max(1, per_version // 50_000)
+    corpus = work / f"text-{count * per_version}"
+    write_corpus(corpus, count * per_version, files=count * files)
+    landing, out = work / "versions" / "landing", work / "versions" / "out"
+    shutil.rmtree(work / "versions", ignore_errors=True)
+    landing.mkdir(parents=True)
+    config = write_config(work / "versions" / "curate.yaml", {
+        "sources": [{"uri": str(landing / "*.jsonl"), "id_field": "id"}], "output": str(out),
+        "incremental": True, "dask": {"n_workers": 2}, "export": {"name": "versions"}})
+    parts = sorted((corpus / "docs").glob("part-*.jsonl"))
+    for k in range(count):
+        for part in parts[k * files:(k + 1) * files]:
+            (landing / part.name).symlink_to(part)
+        result = curate_run(config)
+        manifest = json.loads((out / "versions" / (out / "LATEST").read_text().strip() / "manifest.json").read_text())
+        dedup = manifest["dedup"]
+        workers = sorted(v for name, v in result["peaks"].items() if name.startswith("worker"))
+        steps = {name: s for name, s in result["stages"].items() if name.startswith("dedup ")}
+        print(f"version {k + 1:2}: {result['seconds']:6.1f} s, dedup {sum(steps.values()):5.1f} s "
+              f"({', '.join(f'{n[6:]} {v:.1f}' for n, v in steps.items())}); matched against "
+              f"{dedup['published_shards']} published index shards; {manifest['documents']:,} documents published; "
+              f"workers peak {', '.join(f'{w / MiB:,.0f}' for w in workers)} MiB; index "
+              f"{du(out / 'index') / 1e6:,.0f} MB", flush=True)
 
 
 def report(kind: str, records: int, source_bytes: int, out: Path, result: dict) -> None:
@@ -209,12 +250,16 @@ def report(kind: str, records: int, source_bytes: int, out: Path, result: dict) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["text", "images", "audio"])
+    parser.add_argument("kind", choices=["text", "versions", "images", "audio"],
+                        help="versions: SIZES are the number of stacked incremental versions and their documents each")
     parser.add_argument("sizes", type=int, nargs="+")
     parser.add_argument("--work", type=Path, default=Path("/tmp/curate-scale"))
     parser.add_argument("--kill-in", help="kill the run with -9 when this task starts (e.g. 'dedup-candidates'), "
                                           "then resume it")
     args = parser.parse_args()
+    if args.kind == "versions":
+        versions(args.work, *args.sizes)
+        return
     for size in args.sizes:
         if args.kind == "text":
             text_size(args.work, size, args.kill_in)

@@ -179,12 +179,14 @@ def cmd_serve(args) -> int:
               "`secret: {secret: my-block}` (a Prefect Secret block), or leave them out for s3fs's own lookup",
               file=sys.stderr)
         return 2
-    from flows.curate import curate
+    from flows.serving import serve
 
     print(f"serving deployment curate/{args.name} ({'cron ' + args.cron if args.cron else 'on demand'}) "
-          f"from {PREFECT_API_URL.value()}; Ctrl-C stops it", flush=True)
-    curate.serve(name=args.name, cron=args.cron, parameters={"config": config.model_dump(mode="json")},
-                 description=f"curate {args.config}: output {config.output}")
+          f"from {PREFECT_API_URL.value()} on a warm Dask cluster; Ctrl-C stops it", flush=True)
+    try:
+        serve(config, args.name, args.cron, f"curate {args.config}: output {config.output}")
+    except KeyboardInterrupt:
+        print("stopped serving; the deployment's schedule is paused", flush=True)
     return 0
 
 

@@ -159,10 +159,10 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
     laps.lap("gate clean")
 
     counts["dedup"], clustering = deduplicate(store, paths, shards, version, counts["preprocess"].kept,
-                                              dedup_settings, stages.run_as_tasks(cluster_slots(), progress.results),
-                                              checks["dedup"])
+                                              dedup_settings,
+                                              laps.timed(stages.run_as_tasks(cluster_slots(), progress.results),
+                                                         "dedup "), checks["dedup"])
     logger.info("dedup: %s; %s", counts["dedup"], clustering)
-    laps.lap("dedup")
     gate_results.append(run_gate("dedup", checks, store, paths, [paths.stage("dedup", s) for s in shards], shards,
                                  config))
     laps.lap("gate dedup")

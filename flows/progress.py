@@ -4,6 +4,7 @@ ends before the first line is due says nothing, so small runs stay quiet."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Callable, Sequence
 
@@ -42,7 +43,7 @@ def report(stage: str, unit: str, done: int, total: int, finished, records, seco
     get_run_logger().info(line)
     percent = 100.0 * done / max(1, total)
     if artifact is None:
-        key = "progress-" + "-".join(stage.lower().split())
+        key = "progress-" + re.sub(r"[^a-z0-9]+", "-", stage.lower()).strip("-")
         return create_progress_artifact(percent, key=key, description=line)
     update_progress_artifact(artifact, percent, description=line)
     return artifact
@@ -59,3 +60,11 @@ class Laps:
         now = time.perf_counter()
         self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self.mark, 3)
         self.mark = now
+
+    def timed(self, run, prefix: str):
+        """An executor of steps (tasks.dedup.steps.Executor) whose every step closes a lap `<prefix><step>`."""
+        def timed_run(step, items: list, **constants) -> list:
+            results = run(step, items, **constants)
+            self.lap(prefix + step.__name__.replace("_", " "))
+            return results
+        return timed_run

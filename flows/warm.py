@@ -10,6 +10,7 @@
 
 import os
 import threading
+from typing import Sequence
 
 PRELOAD = ["distributed", "flows.forkserver"]
 
@@ -25,12 +26,12 @@ def dask_setup(worker) -> None:
     threading.Thread(target=warm, name="curate-warm-up", daemon=True).start()
 
 
-def start_forkserver() -> None:
-    """Make the local cluster's workers fork from a forkserver that imports `PRELOAD` as it starts.
+def start_forkserver(also: Sequence[str] = ()) -> None:
+    """Make the local cluster's workers fork from a forkserver that imports `PRELOAD` (and `also`) as it starts.
 
     The forkserver takes this process's environment as it starts, and forked workers do not get the
     variables Dask's nanny sets before a spawn (one BLAS thread per worker and the like): they are set
-    here first. Idempotent; the forkserver lives as long as this process.
+    here first. The first call starts it (later ones change nothing); it lives as long as this process.
     """
     import multiprocessing
     import multiprocessing.forkserver
@@ -39,7 +40,7 @@ def start_forkserver() -> None:
     import distributed.config  # noqa: F401  Dask's defaults for its workers, the nanny's environment among them
 
     dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
-    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+    multiprocessing.get_context("forkserver").set_forkserver_preload([*PRELOAD, *also])
     for name, value in dask.config.get("distributed.nanny.pre-spawn-environ").items():
         os.environ.setdefault(name, str(value))  # as the nanny sets them in its own process before a spawn
     multiprocessing.forkserver.ensure_running()

@@ -150,7 +150,7 @@ def run_as_tasks(slots: int, gather: Callable | None = None) -> dedup_steps.Exec
         batches = [items[i * len(items) // n:(i + 1) * len(items) // n] for i in range(n)]
         futures = DEDUP_TASKS[step].map(unmapped(step), batches, unmapped(constants))
         count = RECORDS.get(step)
-        done = (gather(futures, f"{DEDUP_TASKS[step].name} ({len(items)} items)", "batches",
+        done = (gather(futures, DEDUP_TASKS[step].name, f"batches of {len(items)} items",
                        count and (lambda batch: sum(map(count, batch))))
                 if gather else [f.result() for f in futures])
         return [result for batch in done for result in batch]

@@ -65,9 +65,12 @@ def test_key_ranges_split_a_band_by_the_top_bits():
     assert TextDedupSettings(max_band_rows=100).key_parts(100) == 1
     assert TextDedupSettings(max_band_rows=100).key_parts(101) == 2
     assert TextDedupSettings(max_band_rows=100).key_parts(1000) == 16
-    # small bands share a task (each costs ~0.1 s of orchestration); large ones get their own
+    # small bands share a step, at most an eighth of them so steps spread over the workers (the flow batches
+    # steps into one task per worker thread: each task costs ~0.1 s of orchestration); large ones get their own
     nine = TextDedupSettings(max_band_rows=100, bands=9, rows=13)
-    assert nine.band_groups(10) == [[EXACT_BAND, *range(9)]]
+    assert nine.band_groups(10) == [[-1, 0], [1, 2], [3, 4], [5, 6], [7, 8]]
+    assert TextDedupSettings(max_band_rows=10**6).band_groups(10) == [[-1, 0, 1, 2], *(
+        [b, b + 1, b + 2, b + 3] for b in range(3, 23, 4)), [23, 24]]
     assert nine.band_groups(40) == [[-1, 0], [1, 2], [3, 4], [5, 6], [7, 8]]
     assert nine.band_groups(1000) == [[b] for b in [EXACT_BAND, *range(9)]]
     keys = np.array([0, 1 << 62, -(1 << 63), -1], dtype=np.int64)  # top bits 00, 01, 10, 11
@@ -191,6 +194,31 @@ def test_published_documents_stay_and_new_copies_of_them_go():
     results, _, _ = dedup_shards([new], TextDedupSettings(keep="longest"), published=index)
     assert removed(results) == [("new1", "old1", "dedup.near"), ("new3", "old2", "dedup.exact")]
     assert results[0][0]["id"].to_pylist() == ["new2"]
+
+
+def test_an_index_of_other_sketch_settings_still_matches_exact_copies(tmp_path):
+    """Published under num_perm 128, deduplicated with 256: its signatures and bands are not comparable, so
+    only exact copies of its documents can be found, and they are, verified by their equal content; the
+    run's own documents still match each other near."""
+    from tasks import layout
+    from tasks.dedup import index as dedup_index
+    from tasks.dedup.steps import deduplicate
+    from tasks.layout import RunPaths
+    from tasks.storage import Store
+
+    old = TextDedupSettings(num_perm=128)
+    _, index, _ = dedup_shards([shard(["old1", "old2"], [BASE, "an old document about something else"])], old)
+    store, paths = Store(str(tmp_path)), RunPaths("run")
+    store.write_table(index[0][0], *layout.index("v0", "keys", "part-00000.parquet"))
+    store.write_table(index[0][1], *layout.index("v0", "docs", "part-00000.parquet"))
+    dedup_index.commit(store, "v0", ["part-00000.parquet"], 2, old)
+    store.write_table(shard(["new1", "new2"], [change(7), BASE]), *paths.stage("preprocess", "part-00000.parquet"))
+    counts, stats = deduplicate(store, paths, ["part-00000.parquet"], "v1", 2,
+                                TextDedupSettings(against_published=True))
+    rejected = store.read_table(*paths.rejected("dedup", "part-00000.parquet"))
+    assert list(zip(rejected["id"].to_pylist(), rejected["duplicate_of"].to_pylist(), rejected["rule"].to_pylist())) \
+        == [("new1", "old1", "dedup.near"), ("new2", "old1", "dedup.exact")]  # new1 is a near copy of new2
+    assert (counts.kept, stats["candidate_pairs"], stats["verified_pairs"]) == (0, 2, 2)
 
 
 def test_index_entries_keep_the_kept_rows_renumbered():

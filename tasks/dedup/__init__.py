@@ -8,8 +8,10 @@ plus the test that verifies a candidate pair on two signatures. Everything else 
 2. per id hash range: records that repeat an earlier record's id (`tasks.dedup.ids`), which are quarantined
    (or fail the run) and take no part in clustering; per band and key range: `candidate_edges` between
    documents sharing a key;
-3. `cluster`: optional verification of candidates by the modality's test, connected components over the
-   edges, one representative per cluster by `keep`; memory follows the candidates, not the corpus;
+3. `cluster`: verification of the candidates found by near bands by the modality's test (an exact-content
+   pair is verified by its equality), connected components over the edges, one representative per cluster
+   by `keep`; memory follows the candidate pairs and the documents on them (their signatures), never the
+   rest of the corpus;
 4. `drop_duplicates` per shard: removed rows go to `_rejected/` with the id they duplicate.
 The kept documents' keys and document tables, written under `index/<version>/` once the version is
 published, are what later runs dedup against (`against_published`). `tasks.dedup.steps` runs the four
@@ -37,8 +39,7 @@ DROPS_SCHEMA = pa.schema([("doc", pa.int64()), ("row", pa.int32()), ("duplicate_
                           ("cluster_size", pa.int64())])
 
 
-NODES_SCHEMA = pa.schema([("id", pa.string()), ("content_hash", pa.string()), ("size", pa.int64()),
-                          ("score", pa.float64()), ("signature", pa.binary()), ("doc", pa.int64())])
+NODE_COLUMNS = ["id", "content_hash", "size", "score"]  # of a document table, what clustering reads besides signatures
 PREFERENCE = {"first": None, "longest": "size", "largest": "size", "quality": "score"}  # keep -> docs column
 
 
@@ -88,9 +89,10 @@ class DedupSettings(Settings):
         return ([EXACT_BAND] if self.exact else []) + (list(range(self.near_bands())) if self.near else [])
 
     def band_groups(self, documents: int) -> list[list[int]]:
-        """Bands handed to one candidate task together: as many as fit max_band_rows keys (a task has a cost)."""
-        per_task = max(1, self.max_band_rows // max(1, documents))
+        """Bands handed to one candidate step together: as many as fit max_band_rows keys, and at most an
+        eighth of them, so that the steps spread over the workers (the executor batches small ones)."""
         bands = self.active_bands()
+        per_task = max(1, min(self.max_band_rows // max(1, documents), -(-len(bands) // 8)))
         return [bands[i:i + per_task] for i in range(0, len(bands), per_task)]
 
     def key_parts(self, documents: int) -> int:
@@ -129,11 +131,6 @@ def bit_sampling_keys(bits: np.ndarray, bands: int, band_bits: int, seed: int) -
 def signature_array(data: bytes, n: int, width: int) -> pa.Array:
     """n signatures of `width` bytes each, from their packed bytes, as one fixed-size binary column."""
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(data)])
-
-
-def blank_signatures(n: int, width: int) -> pa.Array:
-    """All-zero signatures: placeholders where a shard's own are not comparable."""
-    return signature_array(bytes(width * n), n, width)
 
 
 def signature_matrix(signatures: pa.ChunkedArray) -> np.ndarray:
@@ -192,33 +189,39 @@ def candidate_edges(shard_keys: list[tuple[int, pa.Table]]) -> tuple[np.ndarray,
     return group_edges(docs, keys)
 
 
-def distinct_pairs(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs once each: bands of the same documents repeat them."""
-    pairs = pd.DataFrame({"u": u, "v": v}).drop_duplicates()
-    return pairs["u"].to_numpy(), pairs["v"].to_numpy()
+def distinct_pairs(u: np.ndarray, v: np.ndarray, exact: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate pairs once each (bands of the same documents repeat them); a pair is exact if any band that
+    found it is the exact-content band."""
+    pairs = pd.DataFrame({"u": u, "v": v, "exact": exact}).groupby(["u", "v"], sort=False)["exact"].max().reset_index()
+    return pairs["u"].to_numpy(), pairs["v"].to_numpy(), pairs["exact"].to_numpy(dtype=bool)
 
 
-def verified_pairs(u: np.ndarray, v: np.ndarray, nodes: pa.Table, settings: DedupSettings) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs whose full signatures pass the modality's similarity test.
+PAIRS_AT_ONCE = 1 << 13  # pairs whose signatures are gathered at once for verification
 
-    `nodes` describes every document on a pair, sorted by doc: doc, id, content_hash, size, score, signature.
-    """
-    if not len(u):
-        return u, v
+
+def verified(u: np.ndarray, v: np.ndarray, doc: np.ndarray, signatures: np.ndarray,
+             settings: DedupSettings) -> np.ndarray:
+    """Which pairs pass the modality's similarity test; `signatures` are the rows of the sorted `doc`."""
+    at_u, at_v = np.searchsorted(doc, u), np.searchsorted(doc, v)
+    return np.concatenate([settings.similar(signatures[at_u[i:i + PAIRS_AT_ONCE]], signatures[at_v[i:i + PAIRS_AT_ONCE]])
+                           for i in range(0, len(u), PAIRS_AT_ONCE)] or [np.zeros(0, dtype=bool)])
+
+
+def cluster(u: np.ndarray, v: np.ndarray, exact: np.ndarray, nodes: pa.Table, signatures: np.ndarray,
+            settings: DedupSettings) -> tuple[pa.Table, dict]:
+    """The removed documents (doc, row, duplicate_of id, its content hash, cluster size) and counts.
+
+    `nodes` (doc, id, content_hash, size, score) describes every document on a pair, sorted by doc, and
+    `signatures` holds their signatures row for row. A pair found by the exact-content band needs no
+    verification: equal content is the strictest test, and a published shard built with other sketch
+    settings has no comparable signature."""
     doc = np.asarray(nodes["doc"])
-    sig = signature_matrix(nodes["signature"])
-    same = settings.similar(sig[np.searchsorted(doc, u)], sig[np.searchsorted(doc, v)])
-    return u[same], v[same]
-
-
-def cluster(u: np.ndarray, v: np.ndarray, nodes: pa.Table, settings: DedupSettings) -> tuple[pa.Table, dict]:
-    """The removed documents (doc, row, duplicate_of id, its content hash, cluster size) and counts."""
-    nodes = nodes.sort_by("doc")
-    doc = np.asarray(nodes["doc"])
-    u, v = distinct_pairs(u, v)
+    u, v, exact = distinct_pairs(u, v, exact)
     stats = {"candidate_pairs": len(u)}
-    if settings.verify:
-        u, v = verified_pairs(u, v, nodes, settings)
+    if settings.verify and len(u):
+        keep = exact.copy()
+        keep[~exact] = verified(u[~exact], v[~exact], doc, signatures, settings)
+        u, v = u[keep], v[keep]
     stats["verified_pairs"] = len(u)
     if not len(u):
         return DROPS_SCHEMA.empty_table(), stats | {"clusters": 0}

@@ -7,7 +7,6 @@ Dask cluster, `run_serially` calls them in this process.
 from __future__ import annotations
 
 import tempfile
-import time
 from typing import Callable, Protocol
 
 import numpy as np
@@ -98,34 +97,53 @@ def candidates(work: tuple[list[int], int], store: Store, paths: RunPaths, sourc
 
 def clusters(shards: list[str], store: Store, paths: RunPaths, sources: list[KeySource],
              settings: dedup.DedupSettings) -> dict:
-    edges = pa.concat_tables([store.read_table(*paths.work("edges", name))
-                              for name in store.list(*paths.work("edges"), pattern="band-*.parquet")]
-                             or [pa.table({"u": pa.array([], pa.int64()), "v": pa.array([], pa.int64())})])
-    u, v = np.asarray(edges["u"]), np.asarray(edges["v"])
+    """Verify the candidate pairs, cluster them and write each shard's drops. Memory: 17 bytes per candidate
+    pair and, per document on a pair, its signature and id; never the other documents, nor any text."""
+    u, v, exact = read_edges(store, paths)
     held = np.asarray(read_repeats(store, paths)["doc"])  # quarantined: neither a duplicate nor a representative
     if len(held):
         free = ~(np.isin(u, held) | np.isin(v, held))
-        u, v = u[free], v[free]
-    members = np.unique(np.concatenate([u, v]))
-    on_edges = set((members >> 32).tolist())
-    nodes = []
-    for src in sources:  # only the shards with a candidate, and only their candidates' rows
-        if src.number not in on_edges:
-            continue
-        docs = store.read_table(*src.docs)
-        keys = dedup.doc_keys(src.number, docs.num_rows)
-        mine = pa.array(np.isin(keys, members))
-        if not src.near:  # other sketch settings: its signatures are not comparable and only exact edges reach it
-            width = docs.schema.field("signature").type.byte_width
-            docs = docs.set_column(docs.schema.get_field_index("signature"), "signature",
-                                   dedup.blank_signatures(docs.num_rows, width))
-        nodes.append(docs.filter(mine).append_column("doc", pa.array(keys).filter(mine)))
-    drops, stats = dedup.cluster(u, v, pa.concat_tables(nodes) if nodes else dedup.NODES_SCHEMA.empty_table(),
-                                 settings)
+        u, v, exact = u[free], v[free], exact[free]
+    nodes, signatures = candidate_nodes(store, sources, np.unique(np.concatenate([u, v])))
+    drops, stats = dedup.cluster(u, v, exact, nodes, signatures, settings)
     shard_of = np.asarray(drops["doc"]) >> 32
     for i, shard in enumerate(shards):
         store.write_table(drops.filter(pa.array(shard_of == i)), *paths.work("drops", shard))
     return stats | {"removed": drops.num_rows}
+
+
+def read_edges(store: Store, paths: RunPaths) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(u, v, found by the exact-content band) of every band's candidate edges."""
+    exact_band = f"band-{dedup.EXACT_BAND + 1:03d}-"
+    found = [(name.startswith(exact_band), store.read_table(*paths.work("edges", name)))
+             for name in store.list(*paths.work("edges"), pattern="band-*.parquet")]
+    return (np.concatenate([np.asarray(t["u"], dtype=np.int64) for _, t in found] or [np.zeros(0, np.int64)]),
+            np.concatenate([np.asarray(t["v"], dtype=np.int64) for _, t in found] or [np.zeros(0, np.int64)]),
+            np.concatenate([np.full(t.num_rows, e) for e, t in found] or [np.zeros(0, bool)]))
+
+
+def candidate_nodes(store: Store, sources: list[KeySource], members: np.ndarray) -> tuple[pa.Table, np.ndarray]:
+    """The documents `members` (sorted doc numbers): (doc, id, content_hash, size, score) and their signatures
+    row for row, read shard by shard and only from the shards that have one."""
+    on_edges = set((members >> 32).tolist())
+    nodes, signatures, filled = [], None, 0
+    for src in sorted(sources, key=lambda s: s.number):  # by number: the nodes come out sorted by doc
+        if src.number not in on_edges:
+            continue
+        docs = store.read_table(*src.docs, columns=[*dedup.NODE_COLUMNS, "signature"])
+        keys = dedup.doc_keys(src.number, docs.num_rows)
+        mine = np.isin(keys, members)
+        if src.near:  # other sketch settings: only exact edges reach the shard, its signatures are never compared
+            found = dedup.signature_matrix(docs["signature"])[mine]
+            if signatures is None:  # one array for all: no copies of the signatures, the largest part
+                signatures = np.zeros((len(members), found.shape[1]), dtype=np.uint8)
+            signatures[filled:filled + len(found)] = found
+        filled += int(mine.sum())
+        nodes.append(docs.select(dedup.NODE_COLUMNS).filter(pa.array(mine)).append_column("doc", pa.array(keys[mine])))
+    nodes = pa.concat_tables(nodes) if nodes else pa.table({
+        "id": pa.array([], pa.string()), "content_hash": pa.array([], pa.string()), "size": pa.array([], pa.int64()),
+        "score": pa.array([], pa.float64()), "doc": pa.array([], pa.int64())})
+    return nodes, signatures if signatures is not None else np.zeros((len(members), 0), dtype=np.uint8)
 
 
 def remove(shard: str, store: Store, paths: RunPaths, version: str, shards: list[str],
@@ -159,15 +177,8 @@ def deduplicate(store: Store, paths: RunPaths, shards: list[str], version: str, 
     """Sketch per shard, candidates per band and key range, one clustering, a filter per shard,
     which validates its output for the dedup gate (`check`). Reads `<run>/preprocess/<shard>`, writes
     `<run>/dedup/` and the version's uncommitted index."""
-    seconds, mark = {}, time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal mark
-        seconds[name], mark = round(time.perf_counter() - mark, 3), time.perf_counter()
-
     sketched = runs.completed(store, paths, "dedup")  # a resumed run's finished sketches
     run(sketch, [s for s in shards if f"sketch-{s}" not in sketched], store=store, paths=paths, settings=settings)
-    lap("sketch")
     sources = dedup_index.run_sources(paths, shards)
     if settings.against_published:
         published, published_docs = dedup_index.published_sources(store, settings)
@@ -177,17 +188,13 @@ def deduplicate(store: Store, paths: RunPaths, shards: list[str], version: str, 
                        exact=settings.exact))
     if repeated and settings.repeated_ids == "fail":
         raise dedup_ids.RepeatedIds.of(read_repeats(store, paths))
-    lap("repeated ids")
     work = [(bands, part) for bands in settings.band_groups(documents) for part in range(parts)]
     run(candidates, work, store=store, paths=paths, sources=sources, parts=parts)
-    lap("candidates")
     (clustering,) = run(clusters, [shards], store=store, paths=paths, sources=sources, settings=settings)
-    lap("clusters")
     counts = StageCounts.total(run(remove, shards, store=store, paths=paths, version=version, shards=shards,
                                    check=check))
-    lap("filter")
     return counts, clustering | {"key_ranges": parts, "published_shards": len(sources) - len(shards),
-                                 "repeated_ids": repeated, "seconds": seconds}
+                                 "repeated_ids": repeated}
 
 
 def dedup_tables(tables: list[pa.Table], settings: dedup.DedupSettings,
