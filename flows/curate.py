@@ -158,10 +158,8 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
                                  shards, config))
     laps.lap("gate clean")
 
-    counts["dedup"], clustering = deduplicate(store, paths, shards, version, counts["preprocess"].kept,
-                                              dedup_settings,
-                                              laps.timed(stages.run_as_tasks(cluster_slots(), progress.results),
-                                                         "dedup "), checks["dedup"])
+    counts["dedup"], clustering = dedup_stage(store, paths, shards, version, counts["preprocess"].kept, dedup_settings,
+                                              checks["dedup"], laps)
     logger.info("dedup: %s; %s", counts["dedup"], clustering)
     gate_results.append(run_gate("dedup", checks, store, paths, [paths.stage("dedup", s) for s in shards], shards,
                                  config))
@@ -231,6 +229,19 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
     logger.info("published %s (%d %s, %d added)", summary["published"], summary["documents"], modality.noun,
                 exported_rows)
     return summary
+
+
+def dedup_stage(store: Store, paths: RunPaths, shards: list[str], version: str, documents: int, settings,
+                check: gates.Check | None, laps: progress.Laps) -> tuple[StageCounts, dict]:
+    """Dedup's steps as tasks over batches on the cluster, or, for a small run, all of them in one task
+    (`dedup.one_task_up_to`)."""
+    published = dedup_index.published_sources(store, settings)[1] if settings.against_published else 0
+    if documents + published <= settings.one_task_up_to:
+        done = stages.dedup_at_once.submit(store, paths, shards, version, documents, settings, check).result()
+        laps.lap("dedup")
+        return done
+    return deduplicate(store, paths, shards, version, documents, settings,
+                       laps.timed(stages.run_as_tasks(cluster_slots(), progress.results), "dedup "), check)
 
 
 def group_balance(config: PipelineConfig, store: Store, paths: RunPaths, shards: list[str], stage_names: list[str],

@@ -105,6 +105,13 @@ def validate_shard(store: Store, parts: tuple[str, ...], gate: str, shard: str, 
     return check(store, store.read_table(*parts), shard)
 
 
+@task(name="dedup", task_run_name="dedup, every step in one task", **IO_RETRIES)
+def dedup_at_once(store: Store, paths: RunPaths, shards: list[str], version: str, documents: int, settings,
+                  check: gates.Check | None) -> tuple[StageCounts, dict]:
+    """Every dedup step in one task run, for a run so small that a task run per step costs more than its work."""
+    return dedup_steps.deduplicate(store, paths, shards, version, documents, settings, check=check)
+
+
 def run_batch(step, items: list, constants: dict) -> list:
     return dedup_steps.run_serially(step, items, **constants)
 

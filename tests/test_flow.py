@@ -248,10 +248,11 @@ def test_incremental_runs_take_only_new_files_and_dedup_against_what_is_publishe
     assert exported(out, "v3")["id"].to_pylist() == ["fresh-3"] and fourth["documents"] == 31
 
 
-def test_results_do_not_depend_on_workers_shards_or_key_ranges(local_run, tmp_path):
-    summary, out = local_run
+def test_results_do_not_depend_on_workers_shards_key_ranges_or_dedup_tasks(local_run, tmp_path):
+    summary, out = local_run  # its dedup ran in one task; here each step is tasks of its own
     config = load_config(make_config(tmp_path, str(E2E / "*.jsonl*"), str(tmp_path / "out")),
-                         {"collect.shard_rows": 7, "dask.n_workers": 1, "dedup.max_band_rows": 10})
+                         {"collect.shard_rows": 7, "dask.n_workers": 1, "dedup.max_band_rows": 10,
+                          "dedup.one_task_up_to": 0})
     other = run_pipeline(config)
     assert other["stages"] == summary["stages"]
     rejected = lambda o, s: sorted((r["id"], r["duplicate_of"]) for r in read(o / "runs" / s["run_id"] / "dedup" / "_rejected").to_pylist())

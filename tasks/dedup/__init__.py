@@ -66,6 +66,9 @@ class DedupSettings(Settings):
     repeated_ids: Literal["quarantine", "fail"] = Field(
         "quarantine", description="records whose id an earlier record (or a published version) holds already: "
                                   "quarantine them, or fail the run")
+    one_task_up_to: int = Field(20_000, ge=0, description=(
+        "documents (the run's and the published ones it is matched against) up to which every dedup step runs "
+        "in one task: five task runs one after another cost more than the work of a few thousand documents"))
     keep: str = "first"
 
     # The modality's part: what it reads, how many near bands it makes, its sketch and its similarity test.
