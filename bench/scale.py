@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.dedup_accuracy import jaccard, shingle_sets  # noqa: E402
 from bench.scale_corpus import write_corpus  # noqa: E402
+from bench.scale_media import write_collection  # noqa: E402
 
 CURATE = str(ROOT / ".venv" / "bin" / "curate")
 MiB = 2 ** 20
@@ -102,7 +103,7 @@ def curate_run(config: Path, *extra: str, kill_in: str | None = None) -> dict:
     lines = []
     for line in process.stdout:
         lines.append(line)
-        if re.search(r" - (run \S+: |\S+.*: \d+/\d+ \S+ done|gate \S+ passed)", line):
+        if re.search(r" - (run \S+.*: \d+/\d+ .* done|gate \S+ passed)", line):
             print("   ", line.rstrip()[-150:], flush=True)
         if kill_in and f"Task run '{kill_in}" in line or kill_in and f"'{kill_in} " in line:
             os.killpg(process.pid, signal.SIGKILL)
@@ -207,6 +208,32 @@ def text_size(work: Path, docs: int, kill_in: str | None) -> None:
           + ", ".join(f"{k} {v['in']:,}->{v['kept']:,}" for k, v in manifest["stages"].items()), flush=True)
 
 
+def media_size(work: Path, kind: str, items: int) -> None:
+    """A run over `items` pictures or clips (bench/scale_media.py), and what dedup did with the planted copies."""
+    folder = work / f"{kind}-{items}"
+    info = write_collection(folder, kind, items)
+    out = folder / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    config = write_config(folder / "curate.yaml", {
+        "modality": "image" if kind == "images" else "audio", "sources": [{"uri": str(folder / "files" / "*")}],
+        "output": str(out), "dask": {"n_workers": 2}, "export": {"name": f"scale-{kind}-{items}", "version": "v1"}})
+    result = curate_run(config)
+    report(kind, items, info["bytes"], out, result)
+    manifest = json.loads((out / "versions" / "v1" / "manifest.json").read_text())
+    print("  " + ", ".join(f"{k} {v['in']:,}->{v['kept']:,}" for k, v in manifest["stages"].items())
+          + "; rejected " + ", ".join(f"{rule} {n:,}" for stage in manifest["stages"].values()
+                                      for rule, n in stage["rejected"].items()), flush=True)
+    run = run_dir(out)
+    entered = {Path(s).name for s in ids_of(run / "preprocess", ("source",))["source"].to_pylist()}
+    gone = {Path(s).name for s in ids_of(run / "dedup" / "_rejected", ("source",))["source"].to_pylist()}
+    by_how: dict[str, list[bool]] = {}
+    for p in map(json.loads, open(folder / "planted.jsonl")):
+        if p["file"] in entered:
+            by_how.setdefault(p["how"], []).append(p["file"] in gone)
+    print("  planted copies that reached dedup, share removed: "
+          + ", ".join(f"{how} {np.mean(v):.2f} of {len(v):,}" for how, v in sorted(by_how.items())), flush=True)
+
+
 def versions(work: Path, count: int, per_version: int) -> None:
     """`count` incremental ingests of `per_version` new documents each, stacked on one output: what each costs
     as the published versions (and the dedup index they are matched against) grow."""
@@ -263,6 +290,8 @@ def main() -> None:
     for size in args.sizes:
         if args.kind == "text":
             text_size(args.work, size, args.kill_in)
+        else:
+            media_size(args.work, args.kind, size)
 
 
 if __name__ == "__main__":
