@@ -226,11 +226,20 @@ def media_size(work: Path, kind: str, items: int) -> None:
     run = run_dir(out)
     entered = {Path(s).name for s in ids_of(run / "preprocess", ("source",))["source"].to_pylist()}
     gone = {Path(s).name for s in ids_of(run / "dedup" / "_rejected", ("source",))["source"].to_pylist()}
-    by_how: dict[str, list[bool]] = {}
+    # the collection holds copies of the shared files, not the files themselves: copies of one original
+    # are duplicates of each other, and dedup at its best keeps one of them
+    groups: dict[str, list[dict]] = {}
     for p in map(json.loads, open(folder / "planted.jsonl")):
         if p["file"] in entered:
+            groups.setdefault(p["of"], []).append(p)
+    groups = {of: copies for of, copies in groups.items() if len(copies) > 1}
+    by_how: dict[str, list[bool]] = {}
+    for copies in groups.values():
+        for p in copies:
             by_how.setdefault(p["how"], []).append(p["file"] in gone)
-    print("  planted copies that reached dedup, share removed: "
+    kept = [sum(p["file"] not in gone for p in copies) for copies in groups.values()]
+    print(f"  {len(groups):,} originals with 2+ copies that reached dedup ({sum(map(len, groups.values())):,} copies): "
+          f"{np.mean(kept) if kept else 0:.2f} copies kept per original (1.00: all found); share removed by variant: "
           + ", ".join(f"{how} {np.mean(v):.2f} of {len(v):,}" for how, v in sorted(by_how.items())), flush=True)
 
 

@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from tasks import modalities, secrets
 from tasks.balance import BalanceSettings
-from tasks.gates import GatePolicy
+from tasks.gates import DataDocs, GatePolicy
 from tasks.records import Settings
 
 
@@ -26,6 +26,8 @@ class GateSettings(Settings):
     dedup: GatePolicy = "fail"
     export: GatePolicy = "fail"
     suites_dir: str | None = Field(None, description="folder of GX suite JSON files; default: the project's expectations/")
+    data_docs: DataDocs = Field("failed", description="GX Data Docs pages: of shards that fail an expectation "
+                                                       "(failed), of every shard (always) or never")
 
 
 class DaskSettings(Settings):

@@ -266,7 +266,7 @@ def gate_check(gate: str, config: PipelineConfig, paths: RunPaths) -> gates.Chec
     if getattr(config.gates, gate) == "off":
         return None
     return gates.Check(gates.load_suite(gate, config.modality, config.gates.suites_dir, config.redacted()),
-                       paths.gate(gate))
+                       paths.gate(gate), config.gates.data_docs)
 
 
 def run_gate(gate: str, checks: dict[str, gates.Check | None], store: Store, paths: RunPaths,

@@ -8,7 +8,7 @@ from typing import Mapping
 from prefect.context import FlowRunContext
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect_dask import DaskTaskRunner
 
 from flows.config import DaskSettings, PipelineConfig
@@ -84,7 +84,9 @@ def prefect_api(server: TemporaryServer | None = None):
     its own (seconds each, and its task runs invisible to the flow's). Start one here, or take `server`,
     started earlier, and hand its URL to the workers through the environment they inherit (set before
     the server is up, so workers started meanwhile have it too). Workers flush logs and events to it as
-    they exit: a cluster started outside must end before its server does.
+    they exit: a cluster started outside must end before its server does. A temporary server ends with
+    the run, so the flow sends it no heartbeats (they detect crashed runs later, on a server that
+    outlives them); their thread sleeps in 1 s steps, which the run would otherwise wait out at its end.
     """
     if PREFECT_API_URL.value() and not server:
         yield
@@ -94,7 +96,7 @@ def prefect_api(server: TemporaryServer | None = None):
     os.environ["PREFECT_API_URL"] = server.api_url
     try:
         server.ready(float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")))
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             yield
     finally:
         # Flush logs and events while the server still listens; otherwise they retry against it at exit.

@@ -24,6 +24,7 @@ import pyarrow as pa
 from tasks.storage import Store
 
 GatePolicy = Literal["fail", "warn", "off"]
+DataDocs = Literal["failed", "always", "never"]
 DEFAULT_SUITES = Path(__file__).resolve().parent.parent / "expectations"
 GATES = ("raw", "clean", "dedup", "export")
 
@@ -65,6 +66,7 @@ class Check:
     gate's own reading every shard back one stage later."""
     suite: dict
     docs: tuple[str, ...]  # the gate's folder in the run's reports (RunPaths.gate)
+    data_docs: DataDocs = "failed"  # which shards' Data Docs pages are rendered
     fingerprint: str = field(init=False)  # of the suite as loaded (GX adds to the dicts it is given)
 
     def __post_init__(self):
@@ -73,7 +75,8 @@ class Check:
 
     def __call__(self, store: Store, table: pa.Table, shard: str) -> dict:
         page = shard.replace("/", "-")
-        result = validate_shard(table, self.suite, page, store, self.docs) | {"suite_sha256": self.fingerprint}
+        result = (validate_shard(table, self.suite, page, store, self.docs, self.data_docs)
+                  | {"suite_sha256": self.fingerprint})
         store.write_json(result, *self.docs, "shards", f"{page}.json")
         return result
 
@@ -136,15 +139,10 @@ def _new_context():
     return context
 
 
-def _validator(suite: dict, shard: str, docs_dir: str):
+def _validator(suite: dict, shard: str):
     import great_expectations as gx
 
     context = _context()
-    for site in list(context.get_site_names()):
-        context.delete_data_docs_site(site)
-    context.add_data_docs_site("shard", {
-        "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir}})
     source = context.data_sources.get("curate")
     asset_name = f"{suite['name']}-{shard.removesuffix('.parquet')}"
     asset = source.add_dataframe_asset(asset_name)
@@ -159,6 +157,33 @@ def _validator(suite: dict, shard: str, docs_dir: str):
     definition = context.validation_definitions.add(gx.ValidationDefinition(name=asset_name, data=batch, suite=gx_suite))
     checkpoint = context.checkpoints.add(gx.Checkpoint(name=asset_name, validation_definitions=[definition]))
     return checkpoint, source, asset_name
+
+
+def _render_docs(result, suite_name: str, store: Store, docs_parts: tuple[str, ...]) -> list[str]:
+    """Render the checkpoint result's Data Docs page (and the suite's page, once per gate) and copy them into
+    the gate's folder; the static assets once, not the index (the gate writes its own). Returns the pages."""
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    context, pages = _context(), []
+    with tempfile.TemporaryDirectory() as docs_dir:
+        for site in list(context.get_site_names()):
+            context.delete_data_docs_site(site)
+        context.add_data_docs_site("shard", {
+            "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir}})
+        resources = list(result.run_results)
+        if not store.exists(*docs_parts, "expectations", f"{suite_name}.html"):
+            resources.append(ExpectationSuiteIdentifier(name=suite_name))
+        context.build_data_docs(site_names=["shard"], resource_identifiers=resources, build_index=False)
+        for root, _, files in os.walk(docs_dir):
+            for name in files:
+                rel = os.path.relpath(os.path.join(root, name), docs_dir)
+                if rel == "index.html" or rel.startswith("static") and store.exists(*docs_parts, rel):
+                    continue
+                store.write_bytes(Path(root, name).read_bytes(), *docs_parts, rel)
+                if rel.startswith("validations"):
+                    pages.append(rel)
+    return pages
 
 
 def _forget_batches(source) -> None:
@@ -205,44 +230,30 @@ def metadata(table: pa.Table, names: set[str] | None = None) -> pa.Table:
 
 
 def validate_shard(table: pa.Table, suite: dict, shard: str, store: Store | None = None,
-                   docs_parts: tuple[str, ...] = ()) -> dict:
-    """Validate one shard's metadata; returns per-expectation counts. With `store`, uploads its Data Docs page.
-    An empty shard (every row rejected) lacks the columns later rules add; they are added empty, so each
-    expectation judges zero rows instead of failing on a missing column."""
+                   docs_parts: tuple[str, ...] = (), data_docs: DataDocs = "failed") -> dict:
+    """Validate one shard's metadata; returns per-expectation counts. With `store`, uploads its Data Docs page
+    as `data_docs` says. An empty shard (every row rejected) lacks the columns later rules add; they are
+    added empty, so each expectation judges zero rows instead of failing on a missing column."""
     table = metadata(table, named_columns(suite))
     if table.num_rows == 0:
         for spec in suite["expectations"]:
             column = spec.get("kwargs", {}).get("column")
             if column and column not in table.column_names:
                 table = table.append_column(column, pa.nulls(0, pa.string()))
-    with _validating, tempfile.TemporaryDirectory() as docs_dir:
-        checkpoint, source, asset_name = _validator(suite, shard, docs_dir)
+    pages = []
+    with _validating:
+        checkpoint, source, asset_name = _validator(suite, shard)
         try:
             result = checkpoint.run(batch_parameters={"dataframe": table.to_pandas()})
-            # the shard's own page, and the suite's page once per gate: not the index (the gate writes its
-            # own) nor the suite's page again for every shard
-            resources = list(result.run_results)
-            if store is not None and not store.exists(*docs_parts, "expectations", f"{suite['name']}.html"):
-                from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
-                resources.append(ExpectationSuiteIdentifier(name=suite["name"]))
-            _context().build_data_docs(site_names=["shard"], resource_identifiers=resources, build_index=False)
+            run = next(iter(result.run_results.values()))
+            if store is not None and (data_docs == "always" or data_docs == "failed" and not run.success):
+                pages = _render_docs(result, suite["name"], store, docs_parts)
         finally:
             context = _context()
             context.checkpoints.delete(asset_name)
             context.validation_definitions.delete(asset_name)
             source.delete_asset(asset_name)
             _forget_batches(source)
-        run = next(iter(result.run_results.values()))
-        pages = []
-        if store is not None:
-            for root, _, files in os.walk(docs_dir):
-                for name in files:
-                    rel = os.path.relpath(os.path.join(root, name), docs_dir)
-                    if rel == "index.html" or rel.startswith("static") and store.exists(*docs_parts, rel):
-                        continue
-                    store.write_bytes(Path(root, name).read_bytes(), *docs_parts, rel)
-                    if rel.startswith("validations"):
-                        pages.append(rel)
     expectations = []
     for spec in suite["expectations"]:  # in the suite's order: GX lists results in an order of its own
         r = next(r for r in run.results if r.expectation_config.type == spec["type"] and all(
@@ -324,7 +335,9 @@ def docs_index(result: dict) -> str:
         f"<td>{'pass' if e['success'] else 'FAIL'}</td></tr>" for e in result["expectations"])
     rows += "".join(f"<tr><td>{e['expectation']}</td><td>{e['column'] or ''}</td><td colspan=2></td>"
                     f"<td>skipped: {e['reason']}</td></tr>" for e in result.get("skipped", []))
-    links = "".join(f'<li><a href="{p}">{p.split("/")[-1]}</a></li>' for p in result["data_docs"])
+    links = "".join(f'<li><a href="{p}">{p.split("/")[-1]}</a></li>' for p in result["data_docs"]) or (
+        "<li>none rendered: gates.data_docs renders the pages of shards that fail an expectation (failed, the "
+        "default) or of every shard (always)</li>")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>gate {result['gate']}</title>"
             "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px 8px}"
             "table{border-collapse:collapse}</style></head><body>"

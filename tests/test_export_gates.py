@@ -75,6 +75,20 @@ def test_gate_aggregates_counts_across_shards_and_names_failures(tmp_path):
     assert ok["success"] is True
 
 
+@pytest.mark.parametrize("data_docs, pages", [("failed", ["b"]), ("always", ["a", "b"]), ("never", [])])
+def test_data_docs_pages_are_rendered_for_the_shards_the_setting_names(tmp_path, data_docs, pages):
+    store, docs = Store(str(tmp_path)), ("gate",)
+    suite = {"name": "t", "expectations": [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "text"}}]}
+    check = gates.Check(suite, docs, data_docs)
+    results = {name: check(store, pa.table({"text": texts}), name)
+               for name, texts in {"a": ["x", "y"], "b": ["z", None]}.items()}
+    assert [name for name, r in results.items() if r["data_docs"]] == pages
+    for r in results.values():  # one GX validation page per rendered shard, where the gate's index links it
+        assert len(r["data_docs"]) == (1 if r["data_docs"] else 0)
+        assert all("values must never be null" in (tmp_path / "gate" / page).read_text() for page in r["data_docs"])
+    assert (tmp_path / "gate" / "expectations" / "t.html").exists() == bool(pages)
+
+
 def test_a_gate_takes_what_the_stage_validated_and_validates_only_the_rest(tmp_path):
     """The stage's tasks validate the shards they write (gates.Check); the gate validates a shard itself only
     when no result for its very suite is saved: a shard a resumed run took as it was, or any after the suite

@@ -123,8 +123,9 @@ def test_published_version_manifest_card_and_reports(local_run):
         assert result["success"] is True
         # each shard validated by the task that wrote it, its result saved for the gate
         assert len(list((gates_dir / gate / "shards").glob("*.json"))) == result["shards"] > 0
-        assert "Great Expectations Data Docs" in (gates_dir / gate / "index.html").read_text()
-        assert list((gates_dir / gate / "validations").rglob("*.html"))
+        # Data Docs pages are rendered for shards that fail an expectation (gates.data_docs: failed)
+        assert "none rendered" in (gates_dir / gate / "index.html").read_text()
+        assert not (gates_dir / gate / "validations").exists()
 
 
 def test_failing_gate_stops_the_flow_and_publishes_nothing(tmp_path):
@@ -142,6 +143,13 @@ def test_failing_gate_stops_the_flow_and_publishes_nothing(tmp_path):
     assert not (tmp_path / "out" / "LATEST").exists()
     assert not (tmp_path / "out" / "versions").exists()
     assert not any((tmp_path / "out" / "runs").glob("*/dedup"))  # stopped before the next stage
+    # the failing shards' Data Docs pages, linked from the gate's index; the passing gate's none
+    gates_dir = next((tmp_path / "out" / "runs").glob("*/reports/gates"))
+    pages = sorted(p.relative_to(gates_dir / "clean").as_posix()
+                   for p in (gates_dir / "clean" / "validations").rglob("*.html"))
+    assert pages and all(f'href="{p}"' in (gates_dir / "clean" / "index.html").read_text() for p in pages)
+    assert (gates_dir / "clean" / "expectations" / "clean.html").exists()
+    assert not (gates_dir / "raw" / "validations").exists()
 
 
 def test_a_field_typo_or_an_empty_result_fails_instead_of_publishing(tmp_path):
