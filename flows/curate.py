@@ -186,9 +186,7 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
         logger.info("tokenized %d documents into %d tokens (tokenizer %s)", counts[last].kept, sum(n_tokens),
                     tokenizer["sha256"][:12])
         inputs = [paths.stage("tokenize", s) for s in shards]
-    exported = {split: stages.export_split.submit(store, inputs, split, config.export, version, config.modality, cuts,
-                                                  checks["export"]) for split in export.SPLITS}
-    splits = {split: f.result() for split, f in exported.items()}
+    splits = export_stage(store, inputs, config, version, cuts, checks["export"], counts[last].kept)
     names = [s["path"] for split in splits.values() for s in split["shards"]]
     written = [layout.version(version, name) for name in names]
     exported_rows = sum(s["rows"] for s in splits.values())
@@ -242,6 +240,16 @@ def dedup_stage(store: Store, paths: RunPaths, shards: list[str], version: str, 
         return done
     return deduplicate(store, paths, shards, version, documents, settings,
                        laps.timed(stages.run_as_tasks(cluster_slots(), progress.results), "dedup "), check)
+
+
+def export_stage(store: Store, inputs: list[tuple[str, ...]], config: PipelineConfig, version: str, cuts: dict | None,
+                 check: gates.Check | None, records: int) -> dict[str, dict]:
+    """The splits' shards, a task per split side by side, or for a small run all in one (`export.one_task_up_to`)."""
+    if records <= config.export.one_task_up_to:
+        return stages.export_splits.submit(store, inputs, config.export, version, config.modality, cuts, check).result()
+    exported = {split: stages.export_split.submit(store, inputs, split, config.export, version, config.modality, cuts,
+                                                  check) for split in export.SPLITS}
+    return {split: f.result() for split, f in exported.items()}
 
 
 def group_balance(config: PipelineConfig, store: Store, paths: RunPaths, shards: list[str], stage_names: list[str],

@@ -35,15 +35,18 @@ STOP_GRACE_S = 10  # a cancelled run's process gets this long after SIGTERM befo
 
 def execute(flow_run_id: UUID, scheduler: str | None) -> None:
     """One flow run, in a process forked for it (as `python -m prefect.engine` runs it), on the served cluster
-    (the forkserver started before it and lacks its address)."""
+    (the forkserver started before it and lacks its address). Without flow heartbeats: `Server.watch`
+    marks a run whose process died Crashed, and the heartbeat thread's 1 s sleep would be waited out at
+    the end of every run."""
     from prefect.engine import handle_engine_signals
     from prefect.flow_engine import load_flow_run, run_flow
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows.curate import curate
 
     if scheduler:
         os.environ["DASK_SCHEDULER_ADDRESS"] = scheduler
-    with handle_engine_signals(flow_run_id):
+    with handle_engine_signals(flow_run_id), temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         run_flow(curate, flow_run=load_flow_run(flow_run_id))
 
 

@@ -35,6 +35,9 @@ class ExportSettings(Settings):
     format: Literal["parquet", "webdataset"] = Field(
         "parquet", description="webdataset: a WebDataset tar beside each Parquet shard, with the same rows (the "
                                "manifest, the gates and later versions read the Parquet)")
+    one_task_up_to: int = Field(20_000, ge=0, description=(
+        "records up to which the three splits are exported by one task instead of one task each, side by side: "
+        "for a small run, two more task runs cost more than their work"))
 
     @property
     def row_group_rows(self) -> int | None:
@@ -48,6 +51,9 @@ class MediaExportSettings(ExportSettings):
     shard_rows: int = Field(10_000, ge=1, description="maximum rows per exported shard")
     shard_bytes: int = Field(256 * 2**20, ge=1024, description="target bytes per exported shard")
     row_group: int = Field(100, ge=1, description="rows per Parquet row group")
+    one_task_up_to: int = Field(500, ge=0, description=(
+        "records up to which the three splits are exported by one task instead of one task each, side by side: "
+        "media export encodes every record, so only a small run is worth one task"))
 
     @property
     def row_group_rows(self) -> int | None:
