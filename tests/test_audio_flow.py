@@ -69,7 +69,7 @@ def test_quarantine_names_each_broken_file_and_the_decoders_error(audio_run):
     bad = read((out / "runs" / summary["run_id"] / "collect" / "_quarantine").glob("*.parquet")).to_pylist()
     assert sorted((Path(b["source"]).name, b["error"]) for b in bad) == [
         ("cut.mp3", "truncated: the MP3 header declares 1.56 s, 0.73 s decode"),
-        ("cut.ogg", "truncated: the Ogg stream ends without its last page (0.63 s decode)"),
+        ("cut.ogg", "truncated: the file ends inside Ogg page 5 (903 of its 4362 bytes) (0.63 s decode)"),
         ("cut.wav", "truncated: the WAV header declares 1.35 s, 0.68 s decode"),
         ("empty.wav", "empty file (0 bytes)"),
         ("header-only.wav", "WAV file with no audio samples (a header without data)"),

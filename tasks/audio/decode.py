@@ -3,8 +3,12 @@
 The format is read from the bytes, never the name: an Ogg file named .wav decodes as Ogg. Every file is
 decoded in full and its length compared with what its header or container declares, because decoders
 return short audio from a cut file without a word: a WAV's data chunk size, the frame count libsndfile
-or FFmpeg read from the header (an MP3's Xing frame, an MP4's moov), and an Ogg stream's end-of-stream
-page (Ogg declares no length; a cut stream has no last page).
+or FFmpeg read from the header (an MP3's Xing frame, an MP4's moov, a FLAC's STREAMINFO), and an Ogg
+stream's pages (Ogg declares no length): a cut file ends inside a page, with fewer bytes than the page's
+segment table declares, or with a last page whose CRC does not match. The end-of-stream flag is no test:
+whole files written by streaming recorders and older tools lack it, and a file cut exactly at a page end
+is a valid shorter stream that no test can tell from a whole one (as for compressed text, see
+tasks/compressed.py).
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import soundfile as sf
 
 TRUNCATION_TOLERANCE_S = 0.5
 CONTAINERS = {"mov": "MP4", "matroska": "MKV", "asf": "ASF"}  # FFmpeg's first format name -> ours
-OGG_MAX_PAGE = 65_307
 
 
 class Undecodable(ValueError):
@@ -79,12 +82,51 @@ def wav_declared_frames(data: bytes) -> int | None:
     return None
 
 
-def ogg_is_cut(data: bytes) -> bool:
-    """An Ogg stream whose last page does not carry the end-of-stream flag."""
+def ogg_crc(page: bytes) -> int:
+    """Ogg's page checksum: CRC-32 with polynomial 0x04C11DB7, not reflected, no initial or final xor."""
+    crc = 0
+    for byte in page:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ OGG_CRC_TABLE[(crc >> 24) ^ byte]
+    return crc
+
+
+OGG_CRC_TABLE = [0] * 256
+for _i in range(256):
+    _r = _i << 24
+    for _ in range(8):
+        _r = ((_r << 1) ^ 0x04C11DB7 if _r & 0x80000000 else _r << 1) & 0xFFFFFFFF
+    OGG_CRC_TABLE[_i] = _r
+
+
+def ogg_cut(data: bytes) -> str | None:
+    """How an Ogg file is cut short, if it is: its pages walked by their headers, the last one checksummed."""
     if data[:4] != b"OggS":
-        return False
-    last = data.rfind(b"OggS", max(0, len(data) - OGG_MAX_PAGE))
-    return last < 0 or len(data) < last + 6 or not data[last + 5] & 0x04
+        return None
+    at, page, last = 0, 0, None
+    while at < len(data):
+        if data[at:at + 4] != b"OggS":  # bytes between pages: decoders resynchronise on the next capture
+            at = data.find(b"OggS", at + 1)
+            if at < 0:
+                break
+        page += 1
+        header_end = at + 27 + (data[at + 26] if at + 26 < len(data) else 0)
+        end = header_end + sum(data[at + 27:header_end])
+        if at + 27 > len(data) or end > len(data):
+            return f"the file ends inside Ogg page {page} ({len(data) - at} of its {max(end, at + 27) - at} bytes)"
+        last, at = (at, end), end
+    if last and ogg_crc(data[last[0]:last[0] + 22] + bytes(4) + data[last[0] + 26:last[1]]) != \
+            int.from_bytes(data[last[0] + 22:last[0] + 26], "little"):
+        return f"the CRC of the last Ogg page (page {page}) does not match its bytes"
+    return None
+
+
+def flac_declared_s(data: bytes) -> float | None:
+    """Seconds a native FLAC's STREAMINFO declares (sample rate: 20 bits at byte 18; total samples: 36 bits)."""
+    if data[:4] != b"fLaC" or len(data) < 26:
+        return None
+    bits = int.from_bytes(data[18:26], "big")
+    rate, samples = bits >> 44, bits & (2 ** 36 - 1)
+    return samples / rate if rate and samples else None
 
 
 def reason(error: Exception) -> str:
@@ -99,6 +141,10 @@ def decode(data: bytes) -> Decoded:
     try:
         decoded = with_soundfile(data)
     except (sf.LibsndfileError, RuntimeError, TypeError) as first:
+        declared_s = flac_declared_s(data)
+        if declared_s and "lost sync" in reason(first):  # libFLAC's word for a stream that breaks off
+            raise Undecodable(f"truncated: the FLAC stream breaks off before the {declared_s:.2f} s its STREAMINFO "
+                              f"declares (libsndfile: {reason(first)})") from None
         try:
             decoded = with_ffmpeg(data)
         except (av.FFmpegError, ValueError, IndexError, EOFError) as second:
@@ -106,8 +152,9 @@ def decode(data: bytes) -> Decoded:
                               f"{reason(second)}); the file starts with {data[:16]!r}") from None
     if not len(decoded.samples):
         raise Undecodable(f"{decoded.format} file with no audio samples (a header without data)")
-    if ogg_is_cut(data):
-        raise Undecodable(f"truncated: the Ogg stream ends without its last page ({decoded.duration_s:.2f} s decode)")
+    cut = ogg_cut(data)
+    if cut:
+        raise Undecodable(f"truncated: {cut} ({decoded.duration_s:.2f} s decode)")
     if decoded.declared_frames:
         declared_s = decoded.declared_frames / decoded.rate
         if declared_s - decoded.duration_s > TRUNCATION_TOLERANCE_S:
