@@ -4,7 +4,7 @@
     .venv/bin/python bench/scale.py images 1000 20000
     .venv/bin/python bench/scale.py audio 500 5000
     .venv/bin/python bench/scale.py versions 10 100000               # 10 stacked incremental versions of 100k
-    .venv/bin/python bench/scale.py text 1000000 --kill-in dedup-candidates   # kill -9 in dedup, resume
+    .venv/bin/python bench/scale.py text 1000000 --kill-in dedup-filter   # kill -9 in dedup, resume
 
 Corpora are built under --work (default /tmp/curate-scale) once and kept for later runs: text by
 bench/scale_corpus.py (real text, about 10% planted near copies), pictures and clips by bench/scale_media.py.
@@ -105,7 +105,7 @@ def curate_run(config: Path, *extra: str, kill_in: str | None = None) -> dict:
         lines.append(line)
         if re.search(r" - (run \S+.*: \d+/\d+ .* done|gate \S+ passed)", line):
             print("   ", line.rstrip()[-150:], flush=True)
-        if kill_in and f"Task run '{kill_in}" in line or kill_in and f"'{kill_in} " in line:
+        if kill_in and f" - {kill_in}: " in line:  # the stage's first progress line: it is well under way
             os.killpg(process.pid, signal.SIGKILL)
             print(f"    killed with -9 at: {line.strip()[:120]}", flush=True)
             break
@@ -113,6 +113,8 @@ def curate_run(config: Path, *extra: str, kill_in: str | None = None) -> dict:
     peaks = sampler.stop()
     output = "".join(lines)
     seconds = time.perf_counter() - started
+    if kill_in and process.returncode != -signal.SIGKILL:
+        sys.exit(f"the run ended ({process.returncode}) before {kill_in} reported progress: nothing was killed")
     if kill_in:
         return {"killed": True, "seconds": seconds}
     if process.returncode:
@@ -290,7 +292,7 @@ def main() -> None:
                         help="versions: SIZES are the number of stacked incremental versions and their documents each")
     parser.add_argument("sizes", type=int, nargs="+")
     parser.add_argument("--work", type=Path, default=Path("/tmp/curate-scale"))
-    parser.add_argument("--kill-in", help="kill the run with -9 when this task starts (e.g. 'dedup-candidates'), "
+    parser.add_argument("--kill-in", help="kill the run with -9 when this task first reports progress (e.g. 'dedup-filter'), "
                                           "then resume it")
     args = parser.parse_args()
     if args.kind == "versions":

@@ -27,6 +27,7 @@ from tasks.layout import RunPaths
 from tasks.storage import Store
 
 CLIPS = ROOT / "examples" / "audio"  # real clips committed with the audio quickstart
+SHARED_CLIPS = ROOT.parent / "shared" / "data" / "audio"
 
 
 def tone(seconds: float, rate: int = 16_000, hz: float = 440.0, amplitude: float = 0.5) -> np.ndarray:
@@ -184,14 +185,14 @@ def test_rules_reject_with_the_measured_value():
              "silent": encoded(np.concatenate([noise(0.05, rate), np.zeros(rate, np.float32)]), rate),
              "clipped": encoded(clipped, rate),
              "narrow": encoded(signal.resample(noise(1.0, 8_000, seed=3, amplitude=0.2), 8_000, rate), rate)}
-    kept, rejected = preprocess(records(clips), AudioPreprocessSettings(speech={"enabled": False}))
+    kept, rejected = preprocess(records(clips), AudioPreprocessSettings(content="speech", speech={"enabled": False}))
     assert kept["id"].to_pylist() == ["good"]
     reasons = dict(zip(rejected["id"].to_pylist(), rejected["reason"].to_pylist()))
     assert reasons["short"] == "audio.min_duration: 0.3 < 0.5 s"
     assert reasons["silent"] == "audio.silence: 0.943 > 0.9"  # 50 of 53 frames of 20 ms: the noise touches 3
     assert reasons["clipped"] == "audio.clipping: 0.101 > 0.01"  # the 10% forced to 1, and the noise's own peaks
     assert reasons["narrow"].startswith("audio.narrowband: -8")  # 16-bit rounding noise is all there is above 7.2 kHz
-    assert reasons["narrow"].endswith(" < -80 dB of the energy above 7200 Hz")
+    assert reasons["narrow"].endswith(" < -80 dB of the energy above 7200 Hz (a speech-bandwidth test; content: speech)")
     row = kept.to_pylist()[0]
     samples, out_rate = sf.read(io.BytesIO(row["audio"]["bytes"]))
     assert (out_rate, row["sample_rate"], row["original_sample_rate"], row["format"], row["source_format"]) == (
@@ -199,6 +200,29 @@ def test_rules_reject_with_the_measured_value():
     assert len(samples) == 24_000 and row["audio"]["path"] == "good.flac"
     level, _ = signal.loudness(samples.astype(np.float32), 24_000)
     assert abs(level - -23.0) < 0.1  # normalised to the target
+
+
+@pytest.mark.skipif(not SHARED_CLIPS.is_dir(), reason="needs the shared sample clips")
+def test_narrowband_judges_speech_only_unless_content_is_speech():
+    """Real sound effects recorded at 16 kHz have no energy above 7.2 kHz by nature: with content: any they
+    are kept; real speech band-limited as a telephone line does it (8 kHz) is rejected."""
+    speech, rate = sf.read(CLIPS / "klettres_ru_alpha_ge.ogg", dtype="float32")
+    telephone = signal.resample(signal.resample(speech.mean(axis=1), rate, 8_000), 8_000, rate)
+    clips = {"telephone": encoded(telephone, rate),
+             "percussion": (SHARED_CLIPS / "soundicons_percussion-28.wav").read_bytes(),
+             "pisk": (SHARED_CLIPS / "soundicons_pisk-up.wav").read_bytes()}
+    short_ok = {"duration": {"min_s": 0.1}}  # the effects last 0.26 s
+    kept, rejected = preprocess(records(clips), AudioPreprocessSettings(**short_ok))
+    assert kept["id"].to_pylist() == ["percussion", "pisk"]
+    assert [round(v) for v in kept["high_band_db"].to_pylist()] == [-85, -85]
+    assert kept["speech_fraction"].to_pylist() == [0.0, 0.0]
+    assert rejected["id"].to_pylist() == ["telephone"]
+    assert rejected["reason"].to_pylist() == [
+        "audio.narrowband: -91 < -80 dB of the energy above 7200 Hz (a speech-bandwidth test; speech fraction >= 0.5)"]
+    assert rejected["speech_fraction"][0].as_py() >= 0.5
+    kept, rejected = preprocess(records(clips), AudioPreprocessSettings(**short_ok, speech={"min_fraction": 0.0},
+                                                                        content="speech"))
+    assert kept.num_rows == 0 and rejected["rule"].to_pylist() == ["audio.narrowband"] * 3
 
 
 def test_speech_content_filters_on_the_vad_and_transcripts_on_their_rate():

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from conftest import ROOT
 from flows.config import ConfigError, load_config
 from tasks.collect import collect_unit, discover
 from tasks.dedup.steps import dedup_tables
@@ -22,7 +23,7 @@ from tasks.image.dedup import ImageDedupSettings
 from tasks.image.export import ImageExportSettings, prepare_export, resize
 from tasks.image.phash import hamming, phash
 from tasks.image.preprocess import (ImagePreprocessSettings, filter_captions, filter_metadata, laplacian_variance,
-                                    preprocess)
+                                    preprocess, signals)
 from tasks.layout import RunPaths
 from tasks.storage import Store
 
@@ -85,6 +86,35 @@ def test_normalised_applies_exif_orientation_16_bit_and_transparency():
     clear = Image.new("RGBA", (2, 1), (255, 0, 0, 0))
     clear.putpixel((1, 0), (255, 0, 0, 255))
     assert np.asarray(normalised(encoded(clear))).tolist() == [[[255, 255, 255], [255, 0, 0]]]
+
+
+def test_grey_cmyk_and_palette_pictures_hash_as_their_rgb_originals():
+    """Exact dedup sees pixels, not modes: a real photo's grey, CMYK and palette-with-alpha files give the pixel
+    hash of the RGB picture they show; a lossy CMYK JPEG is a near copy (pHash)."""
+    photo = Image.open(ROOT / "examples" / "images" / "opencv_butterfly.jpg").convert("RGB")
+    palette = photo.quantize(254)  # entries 254 and 255 stay free for the transparent blocks
+    indices = np.asarray(palette).copy()
+    indices[:40, :60], indices[40:80, :60] = 255, 254  # a clear and a half-transparent block
+    with_alpha = Image.fromarray(indices, "P")
+    with_alpha.putpalette(palette.getpalette()[:254 * 3] + [0, 0, 255, 0, 0, 0])
+    alpha = bytes([255] * 254 + [128, 0])  # a tRNS chunk: one alpha per palette entry
+    colours = np.array(with_alpha.getpalette()[:256 * 3], np.uint8).reshape(256, 3)
+    rgba = Image.fromarray(np.dstack([colours[indices], np.frombuffer(alpha, np.uint8)[indices]]), "RGBA")
+    grey = photo.convert("L")
+    pairs = {"grey": (encoded(grey), encoded(grey.convert("RGB"))),
+             "cmyk": (encoded(photo.convert("CMYK"), "TIFF"), encoded(photo)),
+             "palette": (encoded(with_alpha, transparency=alpha), encoded(rgba))}
+    assert Image.open(io.BytesIO(pairs["palette"][0])).mode == "P"
+    for name, (variant, original) in pairs.items():
+        assert signals(variant, False)["pixel_hash"] == signals(original, False)["pixel_hash"], name
+    shown = np.asarray(normalised(pairs["palette"][0])).astype(int)
+    colour = np.asarray(palette.convert("RGB")).astype(int)
+    assert shown[0, 0].tolist() == [255, 255, 255]  # the clear block lies on white
+    assert np.abs(shown[50, 10] - [127, 127, 255]).max() <= 1  # half-transparent blue on white
+    assert (shown[100:] == colour[100:]).all()
+    jpeg = signals(encoded(photo.convert("CMYK"), "JPEG", quality=95), False)
+    assert hamming(np.frombuffer(jpeg["phash"], np.uint8)[None],
+                   np.frombuffer(signals(encoded(photo), False)["phash"], np.uint8)[None])[0] <= 4
 
 
 def test_metadata_rules_min_side_and_aspect_ratio():
