@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from conftest import ROOT
 from flows.config import ConfigError, load_config
@@ -86,6 +86,15 @@ def test_normalised_applies_exif_orientation_16_bit_and_transparency():
     clear = Image.new("RGBA", (2, 1), (255, 0, 0, 0))
     clear.putpixel((1, 0), (255, 0, 0, 255))
     assert np.asarray(normalised(encoded(clear))).tolist() == [[[255, 255, 255], [255, 0, 0]]]
+
+
+def test_normalised_keeps_srgb_pixels_and_decodes_a_jpeg_reduced_only_down_to_the_size_asked():
+    picture = scene(320, 240)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert np.array_equal(np.asarray(normalised(encoded(picture, icc_profile=srgb))), np.asarray(picture))
+    jpeg = encoded(scene(800, 600), "JPEG", quality=90)
+    assert [normalised(jpeg, side).size for side in (None, 301, 300, 100)] == [(800, 600), (800, 600), (400, 300),
+                                                                               (200, 150)]
 
 
 def test_grey_cmyk_and_palette_pictures_hash_as_their_rgb_originals():

@@ -67,7 +67,8 @@ def prepare_export(table: pa.Table, settings: ImageExportSettings) -> pa.Table:
     images, widths, heights, sizes = [], [], [], []
     ext = EXTENSIONS[settings.image_format]
     for rid, image in zip(table["id"].to_pylist(), table["image"].to_pylist()):
-        picture = resize(normalised(image["bytes"]), settings)
+        picture = resize(normalised(image["bytes"], None if settings.resize_mode == "none" else settings.size),
+                         settings)
         data = encode(picture, settings)
         images.append({"bytes": data, "path": f"{rid}.{ext}"})
         widths.append(picture.width)

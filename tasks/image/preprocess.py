@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from PIL import Image
+from PIL import Image, ImageStat
 from pydantic import Field
 
 from tasks.image.decode import normalised
@@ -108,18 +108,17 @@ def laplacian_variance(grey: np.ndarray) -> float:
 
 
 def signals(data: bytes, nsfw: bool) -> dict:
-    """Everything measured on one decode of a picture."""
+    """Everything measured on one decode of a picture: the exact key on its pixels, the blank rule on a
+    histogram of its grey copy, blur and pHash on one small grey copy (a picture's structure survives it)."""
     image = normalised(data)
     grey = image.convert("L")
-    small = grey.copy()
-    small.thumbnail((BLUR_SIDE, BLUR_SIDE), Image.Resampling.BILINEAR)
-    pixels = np.asarray(image)
     out = {"width": image.width, "height": image.height,
-           "grey_std": float(np.asarray(grey, dtype=np.float32).std()),
-           "laplacian_var": laplacian_variance(np.asarray(small)),
-           "phash": phash(grey),
-           "pixel_hash": hashlib.blake2b(f"{image.width}x{image.height}".encode() + pixels.tobytes(),
+           "grey_std": ImageStat.Stat(grey).stddev[0],
+           "pixel_hash": hashlib.blake2b(f"{image.width}x{image.height}".encode() + image.tobytes(),
                                          digest_size=16).digest()}
+    grey.thumbnail((BLUR_SIDE, BLUR_SIDE), Image.Resampling.BILINEAR)
+    out["laplacian_var"] = laplacian_variance(np.asarray(grey))
+    out["phash"] = phash(grey)
     if nsfw:
         out["nsfw_score"] = nsfw_score(image)
     return out

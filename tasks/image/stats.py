@@ -88,7 +88,7 @@ train = train.with_transform(lambda batch: {{"pixels": [to_tensor(im) for im in 
 def thumbnail(data: bytes) -> str:
     """A small inline JPEG of a picture, or a note where it does not decode."""
     try:
-        image = normalised(data)
+        image = normalised(data, THUMBNAIL)
     except Exception as e:  # a report shows what it can
         return f"<p>(no preview: {escape(str(e))})</p>"
     image.thumbnail((THUMBNAIL, THUMBNAIL))
