@@ -4,6 +4,7 @@ here, on a real multi-process Dask cluster and a real (temporary) Prefect server
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import shutil
 from pathlib import Path
@@ -16,6 +17,7 @@ from conftest import ROOT
 from media_runs import dedup_outcome, read, shard_accounting
 from flows.config import PipelineConfig
 from flows.curate import run_pipeline
+from tasks.image.decode import normalised
 
 SHARED = ROOT.parent / "shared" / "data"
 IMAGES = SHARED / "images"
@@ -151,3 +153,14 @@ def test_an_incremental_run_takes_new_files_only_and_drops_copies_of_published_p
     assert (manifest["base_version"], manifest["documents"]) == ("v1", summary["documents"] + 1)
     own = [s for split in manifest["splits"].values() for s in split["shards"] if s["version"] == "v2"]
     assert len(own) == 1 and (out / "versions" / "v2" / own[0]["webdataset"]).is_file()
+
+
+def test_a_grey_profile_is_applied_to_grey_pixels_alpha_kept():
+    """A real file's 'Dot Gain 20%' grey profile brightens mid-greys as an ICC-aware viewer shows them."""
+    icc = Image.open(IMAGES / "skimage_page.png").info["icc_profile"]
+    grey = Image.fromarray(np.array([[0, 64, 128, 192, 255]], dtype=np.uint8), "L")
+    clear_first = Image.merge("LA", [grey, Image.fromarray(np.array([[0, 255, 255, 255, 255]], dtype=np.uint8))])
+    for picture, shown in ((grey, (0, 85, 149, 205, 255)), (clear_first, (255, 85, 149, 205, 255))):
+        out = io.BytesIO()
+        picture.save(out, "PNG", icc_profile=icc)
+        assert np.asarray(normalised(out.getvalue()))[0].tolist() == [[v] * 3 for v in shown]

@@ -75,6 +75,21 @@ def is_srgb(icc: bytes) -> bool:
         return False
 
 
+def in_srgb(image: Image.Image, icc: bytes) -> Image.Image:
+    """Colour through its embedded profile into sRGB RGB, alpha carried across. The profile is applied to
+    the mode it was made for (a grey profile to grey pixels, CMYK to CMYK), before any mode change; a
+    profile that does not fit or is broken leaves the pixels taken as sRGB, as browsers do."""
+    colour = image.convert({"1": "L", "LA": "L", "La": "L", "P": "RGB", "PA": "RGB", "RGBA": "RGB",
+                            "RGBa": "RGB"}.get(image.mode, image.mode))
+    try:
+        out = ImageCms.profileToProfile(colour, ImageCms.ImageCmsProfile(io.BytesIO(icc)), SRGB, outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError):
+        return image
+    if has_alpha(image):
+        out.putalpha(image.convert("RGBA").getchannel("A"))
+    return out
+
+
 def normalised(data: bytes, at_least: int | None = None) -> Image.Image:
     """The picture as a person sees it: EXIF-oriented, 8-bit sRGB RGB, transparency on white. No step copies
     a picture that is already as it should be. With `at_least`, a JPEG decodes reduced (1/2 to 1/8, in
@@ -83,18 +98,14 @@ def normalised(data: bytes, at_least: int | None = None) -> Image.Image:
     if at_least:
         image.draft(None, (at_least, at_least))
     ImageOps.exif_transpose(image, in_place=True)
+    icc = image.info.get("icc_profile")
     image = to_8bit(image)
+    if icc and not is_srgb(icc):
+        image = in_srgb(image, icc)
     alpha = has_alpha(image)
     mode = "RGBA" if alpha else "RGB"
-    icc = image.info.get("icc_profile")
     if image.mode != mode:
         image = image.convert(mode)
-    if icc and not is_srgb(icc):
-        try:
-            image = ImageCms.profileToProfile(image, ImageCms.ImageCmsProfile(io.BytesIO(icc)), SRGB,
-                                              outputMode=image.mode)
-        except (ImageCms.PyCMSError, OSError):
-            pass  # a broken embedded profile: the pixels are taken as sRGB, as browsers do
     if alpha:
         white = Image.new("RGB", image.size, (255, 255, 255))
         white.paste(image, mask=image.getchannel("A"))
