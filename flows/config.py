@@ -101,6 +101,17 @@ class PipelineConfig(Settings):
             raise ValidationError.from_exception_data(cls.__name__, errors)
         return data
 
+    @model_validator(mode="after")
+    def _speech_measured_where_ranked(self) -> PipelineConfig:
+        """Audio measures speech_fraction only where a preprocess rule needs it; when dedup or balance rank clips
+        by it, every clip needs it."""
+        speech = getattr(self.preprocess, "speech", None)
+        ranked = {self.dedup.quality_column if self.dedup.keep == "quality" else None,
+                  self.balance.quality}
+        if speech is not None and speech.measure == "needed" and "speech_fraction" in ranked:
+            speech.measure = "always"
+        return self
+
     def redacted(self) -> dict:
         """The config as JSON data with credentials masked: what goes into logs, artifacts and manifests."""
         return secrets.masked(self.model_dump(mode="json"))

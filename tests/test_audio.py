@@ -236,6 +236,21 @@ def test_speech_content_filters_on_the_vad_and_transcripts_on_their_rate():
         ("fast", "transcript.max_chars_per_s: 53 > 30 chars/s"), ("noise", "audio.speech: 0 < 0.2")]
 
 
+def test_speech_is_measured_where_a_rule_or_a_ranking_reads_it(tmp_path):
+    """The wideband clip needs no VAD under content: any (its narrowband test passes); measure: always, or a
+    dedup that keeps the clip of most speech, measures every clip."""
+    table = records({"speech": (CLIPS / "klettres_ru_alpha_ge.ogg").read_bytes()})
+    kept, _ = preprocess(table, AudioPreprocessSettings())
+    assert kept["speech_fraction"].to_pylist() == [None] and kept["high_band_db"][0].as_py() > -80
+    kept, _ = preprocess(table, AudioPreprocessSettings(speech={"measure": "always"}))
+    assert [round(v, 3) for v in kept["speech_fraction"].to_pylist()] == [0.792]
+    path = tmp_path / "c.yaml"
+    path.write_text("modality: audio\nsources: [{uri: 'a/*'}]\noutput: out\n")
+    assert load_config(path).preprocess.speech.measure == "needed"
+    path.write_text("modality: audio\nsources: [{uri: 'a/*'}]\noutput: out\ndedup: {keep: quality}\n")
+    assert load_config(path).preprocess.speech.measure == "always"
+
+
 def test_audio_dedup_matches_pcm_exactly_and_transcodes_nearly_and_keeps_the_largest():
     wav = (CLIPS / "alsa_Side_Right.wav").read_bytes()
     samples, rate = sf.read(io.BytesIO(wav), dtype="float32", always_2d=True)

@@ -14,6 +14,7 @@ import pyarrow as pa
 import soundfile as sf
 from pydantic import Field
 
+from tasks.audio import signal
 from tasks.export import MediaExportSettings
 from tasks.records import Settings
 
@@ -74,7 +75,7 @@ def prepare_export(table: pa.Table, settings: AudioExportSettings) -> pa.Table:
     spectra, shapes = [], []
     for audio in table["audio"].to_pylist():
         samples, rate = sf.read(io.BytesIO(audio["bytes"]), dtype="float32", always_2d=True)
-        spectrum = log_mel(samples.mean(axis=1), rate, settings.log_mel).astype(np.float16)
+        spectrum = log_mel(signal.mono_mix(samples), rate, settings.log_mel).astype(np.float16)
         spectra.append(pa.array(spectrum.ravel(), pa.float16()))
         shapes.append(list(spectrum.shape))
     offsets = np.concatenate([[0], np.cumsum([len(a) for a in spectra])]).astype(np.int32)

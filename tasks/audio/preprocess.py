@@ -42,6 +42,10 @@ class ClippingSettings(Settings):
 
 class SpeechSettings(Settings):
     enabled: bool = Field(True, description="measure speech_fraction with Silero VAD (the model is in the wheel)")
+    measure: Literal["needed", "always"] = Field(
+        "needed", description="needed: only clips a rule judges by it (all with content: speech; with content: any, "
+                              "the clips the narrowband rule would reject), null elsewhere; always: every clip, for "
+                              "the column, the card and dedup keep: quality. VAD is most of an audio shard's time")
     min_fraction: float = Field(0.2, ge=0, le=1, description="with content: speech, reject clips with less speech")
 
 
@@ -134,24 +138,27 @@ def convert(data: bytes, name: str, settings: AudioPreprocessSettings) -> dict:
     """One clip decoded once: its measurements and the converted clip (FLAC at the target rate, as `name`)."""
     decoded = decode(data)
     samples, rate = decoded.samples, decoded.rate
-    mono = samples.mean(axis=1)
+    mono = signal.mono_mix(samples)
     analysis = signal.resample(mono, rate, fingerprint.RATE)
-    out = samples.mean(axis=1, keepdims=True) if settings.mono else samples
-    out = signal.resample(out, rate, settings.target_rate)
-    level, method = signal.loudness(out.mean(axis=1), settings.target_rate)
+    out = signal.resample(mono[:, None] if settings.mono else samples, rate, settings.target_rate)
+    level, method = signal.loudness(signal.mono_mix(out), settings.target_rate)
     peak = float(np.abs(out).max())
     loud = settings.loudness
     gain_db = (signal.normalise_gain(level, peak, loud.target_lufs, loud.peak_db, loud.max_gain_db)
                if loud.enabled and peak > 0 else 0.0)
     out = np.clip(out * 10 ** (gain_db / 20), -1, 1)
+    high = signal.high_band_db(mono, rate, 0.45 * settings.narrowband.min_rate)
+    speech = settings.speech
+    needs_speech = speech.enabled and (speech.measure == "always" or settings.content == "speech" or (
+        settings.narrowband.enabled and high < settings.narrowband.min_db))
     return {
         "audio": {"bytes": flac(out, settings.target_rate), "path": name},
         "sample_rate": settings.target_rate, "channels": out.shape[1],
         "original_sample_rate": rate, "original_channels": samples.shape[1],
         "clipping_share": signal.clipping_share(samples),
         "silence_share": signal.silence_share(mono, rate, settings.silence.threshold_db),
-        "speech_fraction": signal.speech_fraction(analysis) if settings.speech.enabled else None,
-        "high_band_db": signal.high_band_db(mono, rate, 0.45 * settings.narrowband.min_rate),
+        "speech_fraction": signal.speech_fraction(analysis) if needs_speech else None,
+        "high_band_db": high,
         "loudness_db": level, "loudness_method": method, "gain_db": gain_db,
         "pcm_hash": pcm_hash(analysis), "fingerprint": fingerprint.signature(analysis),
     }

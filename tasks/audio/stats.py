@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from tasks.audio import signal
 from tasks.audio.decode import decode
 from tasks.export import load_snippet
 from tasks.report import bar_chart
@@ -126,7 +127,7 @@ def example(row: dict) -> str:
     audio = row.get("audio") or {}
     try:
         clip = decode(audio.get("bytes") or b"")
-        mono = clip.samples.mean(axis=1)
+        mono = signal.mono_mix(clip.samples)
         pictures = picture(waveform(mono)) + picture(spectrogram(mono, clip.rate))
     except Exception as e:  # a report shows what it can
         pictures = f"<p>(no preview: {escape(str(e))})</p>"
