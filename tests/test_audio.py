@@ -174,6 +174,7 @@ def test_fingerprint_ignores_gain_and_resampling_and_tells_clips_apart():
     assert bit_error_rate(original, sig(signal.resample(ge, rate, 22_050), 22_050), 4, 16)[0] < 0.02
     other = sig(*clips["klettres_ru_alpha_ze.ogg"])  # another letter, the same speaker
     assert bit_error_rate(original, other, 4, 16)[0] > 0.3
+    assert bit_error_rate(original, other, AudioDedupSettings().max_shift_frames, 16)[0] > 0.3
 
 
 def test_rules_reject_with_the_measured_value():
@@ -264,6 +265,21 @@ def test_audio_dedup_matches_pcm_exactly_and_transcodes_nearly_and_keeps_the_lar
     assert sorted(zip(removed["id"].to_pylist(), removed["rule"].to_pylist(), removed["duplicate_of"].to_pylist())) == [
         ("flac", "dedup.exact", "original"), ("quieter", "dedup.near", "original"),
         ("resampled", "dedup.near", "original")]
+
+
+def test_copies_trimmed_at_the_start_are_found_wherever_their_loudest_moment_went():
+    """A 1.56 s word trimmed by 0.1 s, 0.5 s and 30%: the longer trims cut its loudest moment away, so the
+    copies' windows sit elsewhere on the sound than the original's. Two letters said by one speaker stay."""
+    ein = (CLIPS / "klettres_de_syllab_ein.ogg").read_bytes()
+    samples, rate = sf.read(io.BytesIO(ein), dtype="float32", always_2d=True)
+    trims = {"trim-0.1s": rate // 10, "trim-0.5s": rate // 2, "trim-30%": round(0.3 * len(samples))}
+    clips = {"ein": ein, **{name: encoded(samples[cut:], rate) for name, cut in trims.items()},
+             "ge": (CLIPS / "klettres_ru_alpha_ge.ogg").read_bytes(), "ze": (CLIPS / "klettres_ru_alpha_ze.ogg").read_bytes()}
+    kept, _ = preprocess(records(clips), AudioPreprocessSettings())
+    ((survivors, removed, _),), _, _ = dedup_tables([kept], AudioDedupSettings())
+    assert sorted(survivors["id"].to_pylist()) == ["ein", "ge", "ze"]
+    assert sorted(zip(removed["id"].to_pylist(), removed["rule"].to_pylist(), removed["duplicate_of"].to_pylist())) == [
+        ("trim-0.1s", "dedup.near", "ein"), ("trim-0.5s", "dedup.near", "ein"), ("trim-30%", "dedup.near", "ein")]
 
 
 def test_a_later_run_drops_copies_of_published_clips():

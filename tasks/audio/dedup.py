@@ -1,11 +1,12 @@
 """The audio sketch: the exact key is the hash of the clip's 16-bit PCM, mono at 16 kHz (`pcm_hash`); the
-near-duplicate keys are bands of fingerprint bits around the clip's loudest moment, and a candidate pair
-is verified by the fingerprints' bit error rate (`tasks.audio.fingerprint`).
+near-duplicate keys sample fingerprint bits of the windows around the clip's loudest moments, at every frame
+of each window, and a candidate pair is verified by the fingerprints' bit error rate
+(`tasks.audio.fingerprint`), windows offset by up to `max_shift_frames`.
 
-Bands sample `band_bits` of the 1,024 bits of the 32 frames nearest the anchor (positions drawn once from
-`seed`). Measured on the shared clips (bench/audio_fingerprint.py): a 64 kbit/s MP3 of a clip differs in
-5.5% of the bits (median) and shares a band with it in 96% of clips, a resampled or quieter copy in all;
-two different clips differ in 32% or more (one pair at 4%: the same prompt shipped twice).
+Measured on the shared clips (bench/audio_fingerprint.py): a 64 kbit/s MP3 of a clip differs in 5.3% of the
+bits (median) and is found in 96% of clips, a resampled or quieter copy in all, a copy trimmed at the start
+by 0.1 s, 0.25 s or 10% in all, by 0.5 s in 92% and by 30% in 95%; two different clips differ in 31% or
+more (one pair at 4%: the same prompt shipped twice).
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ from tasks.audio import fingerprint
 from tasks.dedup import DedupSettings, Sketch, bit_sampling_keys, signature_matrix
 
 PAIRS_AT_ONCE = 100_000  # candidate pairs verified together: about 30 MB of frames
-REGION = slice(fingerprint.BEFORE - 8, fingerprint.BEFORE + 24)  # frames the band keys sample
+SPAN = 8          # consecutive frames (64 ms) whose bits one band key samples
+MIN_ONES = 0.2    # a span with a smaller share of set bits (or of unset ones) has no key
 
 
 class AudioDedupSettings(DedupSettings):
-    bands: int = Field(32, ge=1, le=256, description="fingerprint bands (LSH tables)")
-    band_bits: int = Field(16, ge=1, le=64, description="fingerprint bits sampled by each band")
+    bands: int = Field(2, ge=1, le=64, description="fingerprint bands (LSH tables), each keyed at every frame")
+    band_bits: int = Field(32, ge=1, le=64, description="bits each band samples of SPAN consecutive frames")
     max_bit_error_rate: float = Field(0.2, ge=0, le=0.5, description="near-duplicates differ in at most this share "
                                                                    "of fingerprint bits (different clips: 0.33-0.5)")
-    max_shift_frames: int = Field(4, ge=0, le=16, description="8 ms frames a copy may be shifted by")
+    max_shift_frames: int = Field(48, ge=0, le=fingerprint.FRAMES - 1, description=(
+        "8 ms frames two windows may be offset by: a trimmed copy's window sits elsewhere on the sound"))
     min_frames: int = Field(16, ge=1, le=64, description="fingerprint frames two clips must share to be compared")
     seed: int = 1
     keep: Literal["largest", "first", "quality"] = Field(
@@ -42,21 +45,31 @@ class AudioDedupSettings(DedupSettings):
     def near_bands(self) -> int:
         return self.bands
 
-    def band_keys(self, signatures: np.ndarray) -> np.ndarray:
-        """(n, bands) uint64 LSH keys of (n, WIDTH) fingerprint signatures."""
-        _, packed = fingerprint.unpack(signatures)
-        bits = np.unpackbits(packed[:, REGION], axis=2).reshape(len(signatures), 32 * 32)
-        return bit_sampling_keys(bits, self.bands, self.band_bits, self.seed)
+    def band_keys(self, signatures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """((n, bands, keys) uint64 LSH keys, (n, keys) bool usable) of (n, WIDTH) fingerprint signatures.
+
+        A key samples `band_bits` bits of SPAN consecutive frames, at every position of every window: a copy
+        whose window is offset from the original's (it was trimmed, so its loudest moment is elsewhere)
+        still meets it at the positions the two windows share. Spans of nearly constant bits (silence) are
+        not used: they would pair every quiet clip with every other."""
+        valid, packed = fingerprint.unpack(signatures)
+        n, positions = len(signatures), fingerprint.FRAMES - SPAN + 1
+        spans = np.lib.stride_tricks.sliding_window_view(packed, SPAN, axis=2)     # (n, A, positions, 4, SPAN)
+        spans = spans.transpose(0, 1, 2, 4, 3).reshape(n * fingerprint.ANCHORS * positions, SPAN * 4)
+        bits = np.unpackbits(spans, axis=1)
+        keys = bit_sampling_keys(bits, self.bands, self.band_bits, self.seed)
+        ones = bits.mean(axis=1, dtype=np.float32).reshape(n, -1)
+        whole = np.lib.stride_tricks.sliding_window_view(valid, SPAN, axis=2).all(axis=3).reshape(n, -1)
+        usable = whole & (ones >= MIN_ONES) & (ones <= 1 - MIN_ONES)
+        return keys.reshape(n, -1, self.bands).transpose(0, 2, 1), usable
 
     def sketch(self, table: pa.Table) -> Sketch:
         signatures = signature_matrix(table["fingerprint"])
-        valid, _ = fingerprint.unpack(signatures)
-        near = self.band_keys(signatures)
         content = signature_matrix(table["pcm_hash"]).copy().view(np.uint64)
         size = np.round(np.asarray(table["original_sample_rate"], dtype=np.float64)
                         * np.asarray(table["duration_s"], dtype=np.float64)).astype(np.int64)
-        return Sketch(content=content, near=near, has_near=valid[:, REGION].sum(axis=1) >= self.min_frames,
-                      signature=signatures, size=size)
+        near, usable = self.band_keys(signatures)
+        return Sketch(content=content, near=near, has_near=usable, signature=signatures, size=size)
 
     def similar(self, sig_u: np.ndarray, sig_v: np.ndarray) -> np.ndarray:
         ber = [fingerprint.bit_error_rate(sig_u[i:i + PAIRS_AT_ONCE], sig_v[i:i + PAIRS_AT_ONCE],
@@ -66,4 +79,5 @@ class AudioDedupSettings(DedupSettings):
 
     def sketch_params(self) -> dict:
         return {"sketch": "hk-fingerprint", "bands": self.bands, "band_bits": self.band_bits, "seed": self.seed,
-                "frames": fingerprint.FRAMES, "rate": fingerprint.RATE}
+                "frames": fingerprint.FRAMES, "rate": fingerprint.RATE, "span": SPAN, "min_ones": MIN_ONES,
+                "anchors": fingerprint.ANCHORS, "peak_radius": fingerprint.PEAK_RADIUS}

@@ -47,8 +47,8 @@ PREFERENCE = {"first": None, "longest": "size", "largest": "size", "quality": "s
 class Sketch:
     """What a modality's sketch gives per row of a shard."""
     content: np.ndarray    # (n, 2) uint64: the exact-duplicate hash
-    near: np.ndarray       # (n, bands) uint64: near-duplicate band keys
-    has_near: np.ndarray   # (n,) bool: False where the row has nothing to compare (it can only match exactly)
+    near: np.ndarray       # (n, bands) uint64: near-duplicate band keys, or (n, bands, k): k keys per band
+    has_near: np.ndarray   # (n,) or (n, k) bool: False where a row (its k-th key) has nothing to compare
     signature: np.ndarray  # (n, width) uint8: what `similar` compares
     size: np.ndarray       # (n,) int64: characters, pixels, samples: what keep 'longest'/'largest' ranks by
 
@@ -145,19 +145,24 @@ def signature_matrix(signatures: pa.ChunkedArray) -> np.ndarray:
 
 
 def sketch_shard(table: pa.Table, settings: DedupSettings, score: pa.ChunkedArray | None = None) -> tuple[pa.Table, pa.Table]:
-    """(band keys, documents) of one shard. Keys hold n_docs rows per band, band after band (one row group
-    each); a row without anything to compare has a null key in the near bands: it can only match exactly."""
+    """(band keys, documents) of one shard. Keys hold n_docs rows per band (k per document where the sketch
+    gives k keys a band), band after band; a key without anything to compare is null: such a row can only
+    match exactly."""
     n = table.num_rows
     sk = settings.sketch(table)
-    near = sk.near.view(np.int64)
-    key_columns, ids = [], []
+    near = sk.near.view(np.int64).reshape(n, sk.near.shape[1] if sk.near.ndim > 1 else 0, -1)
+    has_near = np.broadcast_to(sk.has_near.reshape(n, -1), (n, near.shape[2])).ravel()
+    near_rows = np.repeat(np.arange(n, dtype=np.int32), near.shape[2])
+    key_columns, ids, rows = [], [], []
     for band in settings.active_bands():
-        key_columns.append(pa.array(sk.content[:, 0].view(np.int64)) if band == EXACT_BAND
-                           else pa.array(near[:, band], mask=~sk.has_near))
-        ids.append(np.full(n, band, dtype=np.int16))
+        exact = band == EXACT_BAND
+        key_columns.append(pa.array(sk.content[:, 0].view(np.int64)) if exact
+                           else pa.array(near[:, band].ravel(), mask=~has_near))
+        rows.append(np.arange(n, dtype=np.int32) if exact else near_rows)
+        ids.append(np.full(len(rows[-1]), band, dtype=np.int16))
     keys = pa.table([pa.array(np.concatenate(ids) if ids else [], pa.int16()),
                      pa.concat_arrays(key_columns) if key_columns else pa.array([], pa.int64()),
-                     pa.array(np.tile(np.arange(n, dtype=np.int32), len(key_columns)), pa.int32())], schema=KEYS_SCHEMA)
+                     pa.array(np.concatenate(rows) if rows else [], pa.int32())], schema=KEYS_SCHEMA)
     signature = np.ascontiguousarray(sk.signature, dtype=np.uint8)
     docs = pa.table({
         "id": table["id"],
@@ -183,13 +188,16 @@ def in_key_range(keys: pa.Table, part: int, parts: int) -> pa.Table:
 
 
 def candidate_edges(shard_keys: list[tuple[int, pa.Table]]) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs of one band: every document sharing a key, linked to the first that has it.
-    `shard_keys` are (shard number, that shard's key and row columns for the band)."""
+    """Candidate pairs of one band: every document sharing a key, linked to the first that has it (a document
+    with one key twice in a band is no pair). `shard_keys` are (shard number, that shard's key and row
+    columns for the band)."""
     if not shard_keys:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     docs = np.concatenate([doc_keys(shard, np.asarray(t["row"])) for shard, t in shard_keys])
     keys = np.concatenate([np.asarray(t["key"], dtype=np.int64) for _, t in shard_keys])
-    return group_edges(docs, keys)
+    u, v = group_edges(docs, keys)
+    other = u != v
+    return u[other], v[other]
 
 
 def distinct_pairs(u: np.ndarray, v: np.ndarray, exact: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
