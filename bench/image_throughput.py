@@ -2,7 +2,7 @@
 per-shard image work of preprocess (rules, one decode, signals) plus the dedup sketch. One process, no
 orchestrator, so the figures are per core.
 
-    .venv/bin/python bench/image_throughput.py [ROUNDS]
+    .venv/bin/python bench/image_throughput.py [ROUNDS] [--profile]
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from __future__ import annotations
 import io
 import sys
 
-from media import SHARED, records, timed
+from media import SHARED, profile, records, timed
 from PIL import Image
 
 from tasks.dedup import sketch_shard
 from tasks.image import IMAGE
 from tasks.image.dedup import ImageDedupSettings
-from tasks.image.preprocess import ImagePreprocessSettings, preprocess
+from tasks.image import decode as image_decode, phash
+from tasks.image.preprocess import ImagePreprocessSettings, laplacian_variance, preprocess, signals
 
 IMAGES = SHARED / "images"
 
@@ -44,7 +45,11 @@ def main(rounds: int) -> None:
     print(f"{'decode alone':<28}{decode:8.2f} s{n / decode:10.1f} images/s{megapixels / decode:8.1f} Mpx/s")
     print(f"{'preprocess + dedup sketch':<28}{whole:8.2f} s{n / whole:10.1f} images/s{megapixels / whole:8.1f} Mpx/s")
     print(f"ratio (whole / decode time): {whole / decode:.2f}")
+    if "--profile" in sys.argv:
+        profile(preprocess_and_sketch, rounds, [signals, image_decode.normalised, image_decode.in_srgb,
+                                                image_decode.to_8bit, laplacian_variance, phash.phash,
+                                                ImageDedupSettings.sketch])
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 3)
