@@ -146,10 +146,17 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
                                  config))
     laps.lap("gate raw")
 
+    preprocess_settings, quality = config.preprocess, None
+    if getattr(config.preprocess, "quality_classifier", None) and config.preprocess.quality_classifier.enabled:
+        quality, model = stages.prepare_quality_classifier.submit(
+            store, version, config.preprocess.quality_classifier).result()
+        preprocess_settings = config.preprocess.model_copy(
+            update={"quality_classifier": config.preprocess.quality_classifier.attach(model)})
+        logger.info("quality classifier %s: %s", quality["sha256"][:12], quality.get("held_out", quality["origin"]))
     done = runs.completed(store, paths, "preprocess")
     todo = [s for s in shards if s not in done]
     fresh = stages.preprocess_shard.map(unmapped(store), unmapped(paths), todo, unmapped(config.modality),
-                                        unmapped(config.preprocess), unmapped(checks["clean"]))
+                                        unmapped(preprocess_settings), unmapped(checks["clean"]))
     preprocessed = dict(zip(todo, progress.results(fresh, "preprocess", records=lambda c: c.entered)))
     resumed["preprocess"] = len(shards) - len(todo)
     counts["preprocess"] = StageCounts.total(preprocessed.get(s) or StageCounts.of_dict(done[s]) for s in shards)
@@ -202,6 +209,7 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
         "created": started.isoformat(),
         **export.describe_version(version, splits, base),
         "stages": stage_counts, "dedup": clustering, **({"tokenizer": tokenizer} if tokenizer else {}),
+        **({"quality_classifier": quality} if quality else {}),
         **({"balance": groups_seen} if groups_seen else {}),
         "config": config.redacted(),
         "config_hash": config.fingerprint(), "sources": [f for c in collected for f in c.files],

@@ -1,5 +1,5 @@
 """What a run needs before it starts, checked in seconds: every source matches files, the output takes
-writes (its bucket exists: none is ever created), the gates' suites and the tokenizer are there and any
+writes (its bucket exists: none is ever created), the gates' suites, the tokenizer and the quality model are there and any
 named credential resolves. `curate check` prints every problem; a run stops on the first, before any work."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from flows.config import PipelineConfig
 from tasks import collect, gates, modalities, secrets
 from tasks.storage import OutputUnusable, Store
 from tasks.text import tokens
+from tasks.text.preprocess import quality_classifier
 
 
 class NotReady(Exception):
@@ -52,7 +53,27 @@ def output_and_suites(config: PipelineConfig, store: Store) -> list[str]:
             tokens.identity(tokens.read_local(tokenizer.path), tokenizer, tokenizer.path)
         except tokens.TokenizerError as e:
             found.append(f"export.tokenizer: {e}")
-    return found
+    return found + quality_model(config)
+
+
+def quality_model(config: PipelineConfig) -> list[str]:
+    """The quality classifier's model file loads, or its training documents exist."""
+    settings = getattr(config.preprocess, "quality_classifier", None)
+    if not settings or not settings.enabled:
+        return []
+    try:
+        if settings.path:
+            quality_classifier.load(settings)
+        else:
+            for side in ("positive", "negative"):
+                uri = getattr(settings.train, side)
+                if not quality_classifier.matching_files(uri)[1]:
+                    return [f"preprocess.quality_classifier.train.{side}: {uri} matches no file"]
+    except quality_classifier.QualityModelError as e:
+        return [str(e)]
+    except OSError as e:
+        return [f"preprocess.quality_classifier: {type(e).__name__}: {e}"]
+    return []
 
 
 def ensure_ready(config: PipelineConfig, store: Store) -> None:

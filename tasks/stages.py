@@ -15,6 +15,7 @@ from tasks.layout import RunPaths
 from tasks.records import StageCounts
 from tasks.storage import Store
 from tasks.text import tokens
+from tasks.text.preprocess import quality_classifier
 
 PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
 
@@ -50,6 +51,15 @@ def preprocess_shard(store: Store, paths: RunPaths, shard: str, modality: str, s
     counts = StageCounts.of(table.num_rows, kept, rejected)
     runs.mark_done(store, paths, "preprocess", shard, counts.as_dict())
     return counts
+
+
+@task(name="quality classifier", task_run_name="quality classifier: train or read", **IO_RETRIES)
+def prepare_quality_classifier(store: Store, version: str, settings) -> tuple[dict, object]:
+    """The text quality model, trained on the user's documents or read from its path, saved in the version;
+    returns what the manifest says of it and the model for the preprocess tasks."""
+    model, data, identity = quality_classifier.prepare(settings)
+    store.write_bytes(data, *layout.version(version, identity["file"]))
+    return identity, model
 
 
 @task(name="export", task_run_name="export {split}", **IO_RETRIES)

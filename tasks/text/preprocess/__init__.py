@@ -1,4 +1,5 @@
-"""Text preprocessing: normalise, identify the language, apply quality rules, redact PII.
+"""Text preprocessing: normalise, identify the language, apply quality rules and the learned quality
+classifier, redact PII.
 
 `preprocess(table, settings)` is the per-shard stage function: every row leaves as kept or rejected
 (with the first rule it failed). Cheap rules run first so expensive ones see fewer rows.
@@ -16,6 +17,7 @@ from tasks.text.preprocess.language import LanguageSettings, filter_language
 from tasks.text.preprocess.length import LengthSettings, filter_length
 from tasks.text.preprocess.normalise import NormaliseSettings, normalise
 from tasks.text.preprocess.pii import PIISettings, redact_pii
+from tasks.text.preprocess.quality_classifier import QualityClassifierSettings, filter_quality_classifier
 from tasks.text.preprocess.words import word_counts
 from tasks.records import Settings, concat
 
@@ -27,6 +29,7 @@ class PreprocessSettings(Settings):
     gopher_quality: GopherQualitySettings = GopherQualitySettings()
     gopher_repetition: GopherRepetitionSettings = GopherRepetitionSettings()
     c4: C4Settings = C4Settings()
+    quality_classifier: QualityClassifierSettings = QualityClassifierSettings()
     pii: PIISettings = PIISettings()
 
 
@@ -37,7 +40,8 @@ def preprocess(table: pa.Table, settings: PreprocessSettings) -> tuple[pa.Table,
                                  (settings.language, filter_language),
                                  (settings.gopher_quality, filter_gopher_quality),
                                  (settings.gopher_repetition, filter_gopher_repetition),
-                                 (settings.c4, filter_c4)):
+                                 (settings.c4, filter_c4),
+                                 (settings.quality_classifier, filter_quality_classifier)):
         if rule_settings.enabled and table.num_rows:  # a rule never sees an empty table
             table, rej = apply(table, rule_settings)
             rejected.append(rej)
