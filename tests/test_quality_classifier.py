@@ -144,5 +144,7 @@ def test_a_run_trains_the_classifier_saves_it_in_the_version_and_accounts_for_it
     model = manifest["quality_classifier"]
     assert model["sha256"] == hashlib.sha256((version / model["file"]).read_bytes()).hexdigest()
     assert model["held_out"]["accuracy"] >= 0.95 and model["train_documents"]["positive"] == 360
+    card = (version / "README.md").read_text()
+    assert f"sha256 `{model['sha256']}`" in card and f"accuracy {model['held_out']['accuracy']}" in card
     exported = ds.dataset([str(p) for p in sorted(version.glob("*/*.parquet"))], format="parquet").to_table()
     assert exported.num_rows > 0 and min(exported["quality_score"].to_pylist()) >= 0.5

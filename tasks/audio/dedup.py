@@ -53,15 +53,15 @@ class AudioDedupSettings(DedupSettings):
         still meets it at the positions the two windows share. Spans of nearly constant bits (silence) are
         not used: they would pair every quiet clip with every other."""
         valid, packed = fingerprint.unpack(signatures)
-        n, positions = len(signatures), fingerprint.FRAMES - SPAN + 1
+        n, per_clip = len(signatures), fingerprint.ANCHORS * (fingerprint.FRAMES - SPAN + 1)
         spans = np.lib.stride_tricks.sliding_window_view(packed, SPAN, axis=2)     # (n, A, positions, 4, SPAN)
-        spans = spans.transpose(0, 1, 2, 4, 3).reshape(n * fingerprint.ANCHORS * positions, SPAN * 4)
+        spans = spans.transpose(0, 1, 2, 4, 3).reshape(n * per_clip, SPAN * 4)
         bits = np.unpackbits(spans, axis=1)
         keys = bit_sampling_keys(bits, self.bands, self.band_bits, self.seed)
-        ones = bits.mean(axis=1, dtype=np.float32).reshape(n, -1)
-        whole = np.lib.stride_tricks.sliding_window_view(valid, SPAN, axis=2).all(axis=3).reshape(n, -1)
+        ones = bits.mean(axis=1, dtype=np.float32).reshape(n, per_clip)
+        whole = np.lib.stride_tricks.sliding_window_view(valid, SPAN, axis=2).all(axis=3).reshape(n, per_clip)
         usable = whole & (ones >= MIN_ONES) & (ones <= 1 - MIN_ONES)
-        return keys.reshape(n, -1, self.bands).transpose(0, 2, 1), usable
+        return keys.reshape(n, per_clip, self.bands).transpose(0, 2, 1), usable
 
     def sketch(self, table: pa.Table) -> Sketch:
         signatures = signature_matrix(table["fingerprint"])

@@ -150,9 +150,10 @@ def sketch_shard(table: pa.Table, settings: DedupSettings, score: pa.ChunkedArra
     match exactly."""
     n = table.num_rows
     sk = settings.sketch(table)
-    near = sk.near.view(np.int64).reshape(n, sk.near.shape[1] if sk.near.ndim > 1 else 0, -1)
-    has_near = np.broadcast_to(sk.has_near.reshape(n, -1), (n, near.shape[2])).ravel()
-    near_rows = np.repeat(np.arange(n, dtype=np.int32), near.shape[2])
+    k = sk.near.shape[2] if sk.near.ndim == 3 else 1
+    near = sk.near.view(np.int64).reshape(n, sk.near.shape[1], k)
+    has_near = np.broadcast_to(sk.has_near.reshape(n, sk.has_near.shape[1] if sk.has_near.ndim == 2 else 1), (n, k)).ravel()
+    near_rows = np.repeat(np.arange(n, dtype=np.int32), k)
     key_columns, ids, rows = [], [], []
     for band in settings.active_bands():
         exact = band == EXACT_BAND

@@ -51,7 +51,19 @@ def card(manifest: dict) -> str:
     loader = 'train = ds.dataset(files, format="parquet")  # or datasets.load_dataset("parquet", data_files=files)'
     return (f"## Languages (top 20)\n| language | documents |\n|---|---|\n{rows}\n\n"
             f"## Load it\n{load_snippet(manifest, 'import pyarrow.dataset as ds' + chr(10) + loader)}\n"
-            + tokens_card(manifest))
+            + quality_card(manifest) + tokens_card(manifest))
+
+
+def quality_card(manifest: dict) -> str:
+    """The learned quality classifier: which model, trained on what, how well it did on held-out documents."""
+    model = manifest.get("quality_classifier")
+    if not model:
+        return ""
+    held = model.get("held_out")
+    figures = (f"On {held['positive']:,} held-out good and {held['negative']:,} held-out bad documents: precision "
+               f"{held['precision']}, recall {held['recall']}, accuracy {held['accuracy']}.\n" if held else "")
+    return (f"\n## Quality classifier\nEvery document has `quality_score`, the probability that it is good, from "
+            f"`{model['file']}` in this folder (sha256 `{model['sha256']}`, {model['origin']}).\n{figures}")
 
 
 def tokens_card(manifest: dict) -> str:
