@@ -184,7 +184,9 @@ def test_suites_follow_the_configured_rules_and_empty_shards():
     assert suite["skipped"] == [
         {"expectation": "expect_column_values_to_not_be_null", "column": "lang", "reason": "preprocess.language.enabled is off"},
         {"expectation": "expect_column_values_to_be_between", "column": "lang_score",
-         "reason": "preprocess.language.enabled is off"}]
+         "reason": "preprocess.language.enabled is off"},
+        {"expectation": "expect_column_values_to_be_between", "column": "quality_score",
+         "reason": "preprocess.quality_classifier.enabled is off"}]
     shard = gates.validate_shard(pa.table({"id": ["1"], "text": ["Some text."]}), suite, "a")
     assert gates.aggregate("clean", suite, [shard], "fail")["skipped"] == suite["skipped"] and shard["success"]
 
