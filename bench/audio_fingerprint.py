@@ -1,6 +1,7 @@
 """How well the audio fingerprint tells copies from other recordings, on the shared real clips: the bit error
-rate between each clip and its resampled, quieter, MP3 cut copies and copies trimmed at the start by 0.1, 0.25 and 0.5 s and by 10% and 30%, the lowest between different clips,
-and how often a copy shares an LSH band with its original (what makes it a candidate).
+rate between each clip and its resampled, quieter, MP3 and cut copies and its copies trimmed at the start by
+0.1, 0.25 and 0.5 s and by 10% and 30%; whether a copy shares a band key with its original and passes
+verification (what makes the pipeline find it); the lowest bit error rates between different clips.
 
     .venv/bin/python bench/audio_fingerprint.py
 """
@@ -47,8 +48,9 @@ def copies(mono: np.ndarray, rate: int) -> dict[str, tuple[np.ndarray, int]]:
 
 def band_keys(settings: AudioDedupSettings, sig: np.ndarray) -> list[set[int]]:
     """Per band, the keys of the clip's windows that have enough frames (what the dedup sketch emits)."""
-    table = pa.table({"fingerprint": pa.array([sig.tobytes()], pa.binary(len(sig))), "pcm_hash": pa.array([b"\0" * 16], pa.binary(16)),
-                      "original_sample_rate": [RATE], "duration_s": [1.0]})
+    table = pa.table({"fingerprint": pa.array([sig.tobytes()], pa.binary(len(sig))),
+                      "pcm_hash": pa.array([b"\0" * 16], pa.binary(16)), "original_sample_rate": [RATE],
+                      "duration_s": [1.0]})
     sketch = settings.sketch(table)
     return [set(sketch.near[0, band][sketch.has_near[0]].tolist()) for band in range(settings.bands)]
 

@@ -109,7 +109,8 @@ class PipelineConfig(Settings):
         ranked = {self.dedup.quality_column if self.dedup.keep == "quality" else None,
                   self.balance.quality}
         if speech is not None and speech.measure == "needed" and "speech_fraction" in ranked:
-            speech.measure = "always"
+            self.preprocess = self.preprocess.model_copy(
+                update={"speech": speech.model_copy(update={"measure": "always"})})
         return self
 
     def redacted(self) -> dict:

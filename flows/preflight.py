@@ -1,6 +1,7 @@
 """What a run needs before it starts, checked in seconds: every source matches files, the output takes
-writes (its bucket exists: none is ever created), the gates' suites, the tokenizer and the quality model are there and any
-named credential resolves. `curate check` prints every problem; a run stops on the first, before any work."""
+writes (its bucket exists: none is ever created), the gates' suites, the tokenizer and the quality model are
+there and any named credential resolves. `curate check` prints every problem; a run stops on the first,
+before any work."""
 
 from __future__ import annotations
 

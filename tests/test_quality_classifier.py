@@ -24,6 +24,7 @@ SAMPLE = ROOT.parent / "shared" / "data" / "sample_text.jsonl.gz"
 needs_sample = pytest.mark.skipif(not SAMPLE.is_file(), reason="needs the shared text sample")
 
 
+@pytest.fixture(scope="module")
 def gopher_classes() -> tuple[list[str], list[str]]:
     """The shared sample split by a property a person can check: documents that pass every Gopher quality
     rule (positive) and documents that fail two or more of them (negative)."""
@@ -47,8 +48,8 @@ def test_features_are_hashed_unigrams_and_bigrams_normalised_per_document():
 
 
 @needs_sample
-def test_a_model_trained_on_gopher_classes_separates_held_out_documents():
-    positive, negative = gopher_classes()
+def test_a_model_trained_on_gopher_classes_separates_held_out_documents(gopher_classes):
+    positive, negative = gopher_classes
     assert (len(positive), len(negative)) == (1738, 973)
     _, metrics = train(positive, negative, QualityTrainSettings(positive="p", negative="n", holdout=0.2))
     held = metrics["held_out"]
@@ -118,7 +119,7 @@ def test_training_names_the_file_and_line_of_a_bad_document(tmp_path):
 
 
 @needs_sample
-def test_a_run_trains_the_classifier_saves_it_in_the_version_and_accounts_for_its_rejections(tmp_path):
+def test_a_run_trains_the_classifier_and_accounts_for_its_rejections(tmp_path, gopher_classes):
     import hashlib
 
     import pyarrow.dataset as ds
@@ -127,7 +128,7 @@ def test_a_run_trains_the_classifier_saves_it_in_the_version_and_accounts_for_it
     from conftest import e2e_config
     from flows.curate import run_pipeline
 
-    positive, negative = gopher_classes()
+    positive, negative = gopher_classes
     for name, texts in (("good.jsonl", positive[:400]), ("bad.jsonl", negative[:400])):  # enough, and quick
         (tmp_path / name).write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     data = e2e_config(str(E2E / "*.jsonl*"), str(tmp_path / "out"))

@@ -11,7 +11,8 @@ A signature holds ANCHORS windows of 64 frames (half a second), each around one 
 moments: the loudest frames that are the loudest within PEAK_RADIUS frames either way. Whether a frame is
 such a peak depends only on the sound near it, so a copy trimmed at either end keeps every peak away from
 the cut, and one of its windows meets one of the original's at the same sound; `bit_error_rate` compares
-every window of one clip with every window of the other, a few frames of shift either way.
+every window of one clip with every window of the other, offset by up to `max_shift` frames either way
+(a trimmed copy's window may sit well away from the original's on the same sound).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 A modality supplies its sketch through its `DedupSettings` subclass (text: MinHash of word n-grams; image:
 perceptual-hash bands): per row an exact content hash, near-duplicate band keys, a signature and a size,
 plus the test that verifies a candidate pair on two signatures. Everything else is here:
-1. `sketch_shard` per shard: band keys (one row group per band, the exact content key as band -1) and a
-   document table (id, content hash, size, score, signature);
+1. `sketch_shard` per shard: band keys (band after band, the exact content key as band -1; a sketch may give
+   a row k keys in a band) and a document table (id, content hash, size, score, signature);
 2. per id hash range: records that repeat an earlier record's id (`tasks.dedup.ids`), which are quarantined
    (or fail the run) and take no part in clustering; per band and key range: `candidate_edges` between
    documents sharing a key;
@@ -152,7 +152,7 @@ def sketch_shard(table: pa.Table, settings: DedupSettings, score: pa.ChunkedArra
     sk = settings.sketch(table)
     k = sk.near.shape[2] if sk.near.ndim == 3 else 1
     near = sk.near.view(np.int64).reshape(n, sk.near.shape[1], k)
-    has_near = np.broadcast_to(sk.has_near.reshape(n, sk.has_near.shape[1] if sk.has_near.ndim == 2 else 1), (n, k)).ravel()
+    has_near = np.broadcast_to(sk.has_near if sk.has_near.ndim == 2 else sk.has_near[:, None], (n, k)).ravel()
     near_rows = np.repeat(np.arange(n, dtype=np.int32), k)
     key_columns, ids, rows = [], [], []
     for band in settings.active_bands():

@@ -1,6 +1,6 @@
 """The dedup index: band keys and document rows of every published document, kept on the output storage.
 
-    index/<version>/keys/<shard>.parquet   band, key, row (one row group per band)
+    index/<version>/keys/<shard>.parquet   band, key, row (band after band)
     index/<version>/docs/<shard>.parquet   id, content_hash, size, score, signature
     index/<version>/index.json             written last, once the version is published: the commit mark
 
