@@ -153,6 +153,7 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
         preprocess_settings = config.preprocess.model_copy(
             update={"quality_classifier": config.preprocess.quality_classifier.attach(model)})
         logger.info("quality classifier %s: %s", quality["sha256"][:12], quality.get("held_out", quality["origin"]))
+        laps.lap("quality classifier")
     done = runs.completed(store, paths, "preprocess")
     todo = [s for s in shards if s not in done]
     fresh = stages.preprocess_shard.map(unmapped(store), unmapped(paths), todo, unmapped(config.modality),
