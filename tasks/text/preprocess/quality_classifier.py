@@ -4,7 +4,7 @@ documents the user calls good (`positive`) and bad (`negative`), or a fastText s
 a local path. Nothing is downloaded.
 
 Every document gets `quality_score` (the probability that it is good); the rule rejects scores below
-`min_score`. Training holds `holdout` of each class out and reports precision, recall and accuracy on it.
+`min_score`; `keep_top` keeps the best-scored share of what dedup leaves (`tasks.text.quality_top`). Training holds `holdout` of each class out and reports precision, recall and accuracy on it.
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ class QualityClassifierSettings(Settings):
                                                "version, or a fastText supervised .bin or .ftz")
     positive_label: str = Field("__label__hq", description="fastText .bin: the label whose probability is the score")
     min_score: float = Field(0.5, ge=0, le=1, description="reject documents scored below this")
+    keep_top: float | None = Field(None, gt=0, le=1, description=(
+        "after dedup, keep only this best-scored share of the documents left, across every shard "
+        "(rule quality_classifier.keep_top; tasks.text.quality_top)"))
     _model: Any = PrivateAttr(None)  # the loaded model, attached by the run once it is trained or read
 
     @model_validator(mode="after")
