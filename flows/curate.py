@@ -173,6 +173,11 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
                                  config))
     laps.lap("gate dedup")
     last, caps = "dedup", None
+    if getattr(config.dedup, "semantic", None) and config.dedup.semantic.enabled:
+        counts["semantic"], clustering["semantic"] = semantic_stage(store, paths, shards, last, config.dedup)
+        logger.info("semantic dedup: %s; %s", clustering["semantic"], counts["semantic"])
+        last = "semantic"
+        laps.lap("semantic dedup")
     keep_top = preprocess_settings.quality_classifier.keep_top if quality else None
     if keep_top:
         top = stages.quality_top_plan.submit(store, [paths.stage(last, s) for s in shards], keep_top).result()
@@ -258,6 +263,16 @@ def dedup_stage(store: Store, paths: RunPaths, shards: list[str], version: str, 
         return done
     return deduplicate(store, paths, shards, version, documents, settings,
                        laps.timed(stages.run_as_tasks(cluster_slots(), progress.results), "dedup "), check)
+
+
+def semantic_stage(store: Store, paths: RunPaths, shards: list[str], stage: str, settings) -> tuple[StageCounts, dict]:
+    """Semantic dedup after exact and MinHash (tasks.text.semantic): fit, embed per shard, pair, remove."""
+    embedder = stages.semantic_train.submit(store, [paths.stage(stage, s) for s in shards], settings.semantic).result()
+    progress.results(stages.semantic_embed.map(unmapped(store), unmapped(paths), unmapped(stage), shards,
+                                               unmapped(embedder), unmapped(settings.quality_column)), "embed")
+    found, stats = stages.semantic_duplicates.submit(store, paths, stage, shards, settings).result()
+    return StageCounts.total(f.result() for f in stages.semantic_shard.map(
+        unmapped(store), unmapped(paths), unmapped(stage), shards, unmapped(found))), stats
 
 
 def export_stage(store: Store, inputs: list[tuple[str, ...]], config: PipelineConfig, version: str, cuts: dict | None,

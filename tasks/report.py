@@ -72,7 +72,7 @@ def gather_examples(store: Store, paths: RunPaths, shards: list[str], exported: 
     return examples
 
 
-DUPLICATE_RULES = ("dedup.exact", "dedup.near")
+DUPLICATE_RULES = ("dedup.exact", "dedup.near", "dedup.semantic")
 
 
 def with_representatives(store: Store, paths: RunPaths, shards: list[str], rows: list[dict]) -> None:

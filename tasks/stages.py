@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import task, unmapped
 
@@ -14,7 +16,7 @@ from tasks.dedup import steps as dedup_steps
 from tasks.layout import RunPaths
 from tasks.records import StageCounts
 from tasks.storage import Store
-from tasks.text import quality_top, tokens
+from tasks.text import quality_top, semantic, tokens
 from tasks.text.preprocess import quality_classifier
 
 PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
@@ -100,6 +102,50 @@ def quality_top_shard(store: Store, paths: RunPaths, stage: str, shard: str, dec
     table = store.read_table(*paths.stage(stage, shard))
     kept, rejected = quality_top.cut(table, decided)
     dedup_steps.write_stage_outputs(store, paths, "quality_top", shard, kept, rejected)
+    return StageCounts.of(table.num_rows, kept, rejected)
+
+
+@task(name="semantic-train", task_run_name="semantic dedup: fit the embedding", **IO_RETRIES)
+def semantic_train(store: Store, inputs: list[tuple[str, ...]], settings: semantic.SemanticDedupSettings):
+    """The embedding, fitted on the first documents of every shard, up to `settings.sample` in all."""
+    per_shard = -(-settings.sample // max(1, len(inputs)))
+    texts = [store.read_table(*parts, columns=["text"])["text"].combine_chunks()[:per_shard] for parts in inputs]
+    return semantic.train(pa.concat_arrays(texts), settings)
+
+
+@task(name="semantic-embed", task_run_name="embed {shard}", **IO_RETRIES)
+def semantic_embed(store: Store, paths: RunPaths, stage: str, shard: str, embedder, quality_column: str) -> int:
+    table = store.read_present(*paths.stage(stage, shard), columns=["text", quality_column])
+    score = (np.asarray(table[quality_column].cast(pa.float64()).fill_null(-np.inf)) if quality_column in
+             table.column_names else np.zeros(table.num_rows))
+    vectors = embedder.embed(table["text"].combine_chunks())
+    store.write_bytes(semantic.to_bytes(vectors, semantic.sizes(table), score), *paths.work("semantic", f"{shard}.npz"))
+    return table.num_rows
+
+
+@task(name="semantic-duplicates", task_run_name="semantic dedup: clusters and pairs", **IO_RETRIES)
+def semantic_duplicates(store: Store, paths: RunPaths, stage: str, shards: list[str], settings) -> tuple[dict, dict]:
+    """Per shard, (rows removed, the ids they duplicate, their cosines), and the counts, over every shard."""
+    loaded = [semantic.from_bytes(store.read_bytes(*paths.work("semantic", f"{s}.npz"))) for s in shards]
+    ids = np.concatenate([store.read_table(*paths.stage(stage, s), columns=["id"])["id"].to_numpy(zero_copy_only=False)
+                          for s in shards] or [np.zeros(0, dtype=object)])
+    vectors = np.concatenate([v for v, _, _ in loaded] or [np.zeros((0, 1), np.float32)])
+    preference = {"first": np.zeros(len(ids)), "longest": np.concatenate([z for _, z, _ in loaded] or [np.zeros(0)]),
+                  "quality": np.concatenate([q for _, _, q in loaded] or [np.zeros(0)])}[settings.keep]
+    found = semantic.duplicates(vectors, preference.astype(np.float64), settings.semantic)
+    starts = np.cumsum([0] + [len(v) for v, _, _ in loaded])
+    shard_of = np.searchsorted(starts, found["removed"], side="right") - 1
+    per_shard = {shards[i]: ((found["removed"][shard_of == i] - starts[i]).tolist(),
+                             ids[found["kept"][shard_of == i]].tolist(), found["cosine"][shard_of == i].tolist())
+                 for i in np.unique(shard_of)}
+    return per_shard, {"documents": len(ids), "clusters": found["clusters"], "removed": len(found["removed"])}
+
+
+@task(name="semantic", task_run_name="semantic dedup {shard}", **IO_RETRIES)
+def semantic_shard(store: Store, paths: RunPaths, stage: str, shard: str, found: dict) -> StageCounts:
+    table = store.read_table(*paths.stage(stage, shard))
+    kept, rejected = semantic.removed(table, *found.get(shard, ([], [], [])))
+    dedup_steps.write_stage_outputs(store, paths, "semantic", shard, kept, rejected)
     return StageCounts.of(table.num_rows, kept, rejected)
 
 

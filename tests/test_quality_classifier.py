@@ -137,7 +137,7 @@ def test_training_names_the_file_and_line_of_a_bad_document(tmp_path):
 
 
 @needs_sample
-def test_a_run_trains_the_classifier_and_accounts_for_its_rejections(tmp_path, gopher_classes):
+def test_a_run_with_the_classifier_and_semantic_dedup_accounts_for_every_removal(tmp_path, gopher_classes):
     import hashlib
 
     import pyarrow.dataset as ds
@@ -152,14 +152,20 @@ def test_a_run_trains_the_classifier_and_accounts_for_its_rejections(tmp_path, g
     data = e2e_config(str(E2E / "*.jsonl*"), str(tmp_path / "out"))
     data["preprocess"]["quality_classifier"] = {"enabled": True, "min_score": 0.5, "keep_top": 0.5, "train": {
         "positive": str(tmp_path / "good.jsonl"), "negative": str(tmp_path / "bad.jsonl")}}
+    data["dedup"] = {"semantic": {"enabled": True, "threshold": 0.9}}
     data["export"]["version"] = "v1"
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
     summary = run_pipeline(load_config(tmp_path / "c.yaml"))
     preprocess = summary["stages"]["preprocess"]
     assert preprocess["rejected"]["quality_classifier.min_score"] == 2
     assert preprocess["in"] == preprocess["kept"] + sum(preprocess["rejected"].values())
-    assert summary["stages"]["quality_top"] == {"in": 27, "kept": 14, "quarantined": 0,  # ceil(27 / 2) kept
+    assert summary["stages"]["semantic"] == {"in": 27, "kept": 26, "quarantined": 0, "rejected": {"dedup.semantic": 1}}
+    assert summary["stages"]["quality_top"] == {"in": 26, "kept": 13, "quarantined": 0,  # ceil(26 / 2) kept
                                                 "rejected": {"quality_classifier.keep_top": 13}}
+    semantic = ds.dataset(str(tmp_path / "out" / "runs" / summary["run_id"] / "semantic" / "_rejected"),
+                          format="parquet").to_table().to_pylist()
+    assert [(r["rule"], r["reason"].startswith(f"dedup.semantic: duplicate of {r['duplicate_of']} (cosine 0."))
+            for r in semantic] == [("dedup.semantic", True)]
     version = tmp_path / "out" / "versions" / "v1"
     manifest = json.loads((version / "manifest.json").read_text())
     model = manifest["quality_classifier"]
@@ -168,4 +174,5 @@ def test_a_run_trains_the_classifier_and_accounts_for_its_rejections(tmp_path, g
     card = (version / "README.md").read_text()
     assert f"sha256 `{model['sha256']}`" in card and f"accuracy {model['held_out']['accuracy']}" in card
     exported = ds.dataset([str(p) for p in sorted(version.glob("*/*.parquet"))], format="parquet").to_table()
-    assert exported.num_rows == 14 and min(exported["quality_score"].to_pylist()) == model["keep_top"]["min_score"]
+    assert manifest["dedup"]["semantic"] == {"documents": 27, "clusters": 6, "removed": 1}
+    assert exported.num_rows == 13 and min(exported["quality_score"].to_pylist()) == model["keep_top"]["min_score"]

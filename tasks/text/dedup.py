@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from tasks.dedup import DedupSettings, Sketch
 from tasks.text.minhash import band_keys, lsh_params, sketch
+from tasks.text.semantic import SemanticDedupSettings
 
 
 class TextDedupSettings(DedupSettings):
@@ -22,6 +23,9 @@ class TextDedupSettings(DedupSettings):
     bands: int | None = Field(None, ge=1, description="LSH bands; with rows, overrides the threshold's choice")
     rows: int | None = Field(None, ge=1)
     seed: int = 1
+    semantic: SemanticDedupSettings = Field(SemanticDedupSettings(), description=(
+        "after exact and MinHash dedup: embeddings trained on the run's documents, k-means, and pairs of cosine "
+        ">= threshold inside each cluster (rule dedup.semantic)"))
     keep: Literal["first", "longest", "quality"] = Field(
         "first", description="which document of a cluster stays: first seen, longest text, or highest quality_column")
 

@@ -72,8 +72,8 @@ class QualityModelError(ValueError):
     """A model or training set that cannot be used; the message names the file and the problem."""
 
 
-def features(texts: pa.Array | list[str]) -> sparse.csr_matrix:
-    """(documents, BUCKETS) hashed word unigrams and bigrams, log-counted and L2-normalised per document."""
+def features(texts: pa.Array | list[str], buckets: int = BUCKETS) -> sparse.csr_matrix:
+    """(documents, buckets) hashed word unigrams and bigrams, log-counted and L2-normalised per document."""
     texts = pa.array(texts, pa.large_string()) if isinstance(texts, list) else texts
     words = pc.split_pattern_regex(pc.utf8_lower(texts.fill_null("")), WORD)
     parent = np.asarray(pc.list_parent_indices(words), dtype=np.int64)
@@ -85,8 +85,8 @@ def features(texts: pa.Array | list[str]) -> sparse.csr_matrix:
     same_doc = parent[1:] == parent[:-1]
     bigram = (word_hash[:-1][same_doc] * np.uint64(0x9E3779B1) + word_hash[1:][same_doc] + np.uint64(1)) >> np.uint64(3)
     rows = np.concatenate([parent, parent[:-1][same_doc]])
-    cols = (np.concatenate([word_hash, bigram]) % np.uint64(BUCKETS)).astype(np.int64)
-    counts = sparse.coo_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(texts), BUCKETS)).tocsr()
+    cols = (np.concatenate([word_hash, bigram]) % np.uint64(buckets)).astype(np.int64)
+    counts = sparse.coo_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(texts), buckets)).tocsr()
     counts.data = np.log1p(counts.data)
     norms = np.sqrt(np.asarray(counts.multiply(counts).sum(axis=1)).ravel())
     return sparse.diags(1 / np.maximum(norms, 1e-12)).astype(np.float32) @ counts
