@@ -180,9 +180,7 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
         laps.lap("semantic dedup")
     keep_top = preprocess_settings.quality_classifier.keep_top if quality else None
     if keep_top:
-        top = stages.quality_top_plan.submit(store, [paths.stage(last, s) for s in shards], keep_top).result()
-        counts["quality_top"] = StageCounts.total(f.result() for f in stages.quality_top_shard.map(
-            unmapped(store), unmapped(paths), unmapped(last), shards, unmapped(top)))
+        counts["quality_top"], top = quality_top_stage(store, paths, shards, last, keep_top)
         logger.info("quality classifier keep_top %g: %d of %d documents, scores >= %.3f; %s", keep_top, top["keeps"],
                     top["documents"], top["min_score"], counts["quality_top"])
         quality, last = quality | {"keep_top": top}, "quality_top"
@@ -273,6 +271,14 @@ def semantic_stage(store: Store, paths: RunPaths, shards: list[str], stage: str,
     found, stats = stages.semantic_duplicates.submit(store, paths, stage, shards, settings).result()
     return StageCounts.total(f.result() for f in stages.semantic_shard.map(
         unmapped(store), unmapped(paths), unmapped(stage), shards, unmapped(found))), stats
+
+
+def quality_top_stage(store: Store, paths: RunPaths, shards: list[str], stage: str,
+                      keep_top: float) -> tuple[StageCounts, dict]:
+    """The quality classifier's keep_top cut over every shard of `stage` (tasks.text.quality_top)."""
+    top = stages.quality_top_plan.submit(store, [paths.stage(stage, s) for s in shards], keep_top).result()
+    return StageCounts.total(f.result() for f in stages.quality_top_shard.map(
+        unmapped(store), unmapped(paths), unmapped(stage), shards, unmapped(top))), top
 
 
 def export_stage(store: Store, inputs: list[tuple[str, ...]], config: PipelineConfig, version: str, cuts: dict | None,
