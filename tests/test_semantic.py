@@ -30,7 +30,7 @@ def test_a_shard_loses_its_duplicates_with_the_document_and_cosine_in_the_reason
     kept, rejected = removed(table, [2], ["a"], [0.9991])
     assert kept.column_names == ["id", "text"] and kept["id"].to_pylist() == ["a", "b"]
     assert rejected.to_pylist() == [{"id": "c", "text": "z", "duplicate_of": "a", "rule": "dedup.semantic",
-                                     "reason": "dedup.semantic: duplicate of a (cosine 0.999)"}]
+                                     "reason": "dedup.semantic: duplicate of a (cosine 0.9991)"}]
 
 
 def test_the_embedding_keeps_a_reworded_copy_close_and_another_text_apart():

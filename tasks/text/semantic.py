@@ -29,7 +29,7 @@ from tasks.text.preprocess.quality_classifier import features
 
 BUCKETS = 1 << 15
 RULE = "dedup.semantic"
-BLOCK = 2048  # rows of a cluster whose cosines to the rest are computed at once
+BLOCK = 512  # rows of a cluster whose cosines to the better ones are computed at once (at most 2 kB a document)
 
 
 class SemanticDedupSettings(Settings):
@@ -112,7 +112,7 @@ def removed(table: pa.Table, rows: list[int], kept_ids: list[str], cosines: list
     drop = np.zeros(table.num_rows, dtype=bool)
     drop[rows] = True
     why, duplicate_of = np.full(table.num_rows, "", dtype=object), np.full(table.num_rows, None, dtype=object)
-    why[rows] = [f"duplicate of {i} (cosine {c:.3f})" for i, c in zip(kept_ids, cosines)]
+    why[rows] = [f"duplicate of {i} (cosine {c:.4f})" for i, c in zip(kept_ids, cosines)]
     duplicate_of[rows] = kept_ids
     kept, rejected = split_by_checks(table.append_column("duplicate_of", pa.array(duplicate_of, pa.string())),
                                      [Check(RULE, drop, why, "")])
