@@ -24,6 +24,7 @@ from tasks.dedup.steps import deduplicate
 from tasks.layout import RunPaths
 from tasks.records import StageCounts
 from tasks.storage import Store
+from tasks.text import semantic_index
 from tasks.text.tokens import TokenizerError
 
 
@@ -174,7 +175,7 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
     laps.lap("gate dedup")
     last, caps = "dedup", None
     if getattr(config.dedup, "semantic", None) and config.dedup.semantic.enabled:
-        counts["semantic"], clustering["semantic"] = semantic_stage(store, paths, shards, last, config.dedup)
+        counts["semantic"], clustering["semantic"] = semantic_stage(store, paths, shards, last, version, config.dedup)
         logger.info("semantic dedup: %s; %s", clustering["semantic"], counts["semantic"])
         last = "semantic"
         laps.lap("semantic dedup")
@@ -237,7 +238,8 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
     ledger.record(store, version, manifest["sources"])
     export.publish(store, version, manifest, export.dataset_card(manifest, modality.noun, modality.card(manifest)),
                    report_html)
-    dedup_index.commit(store, version, shards, exported_rows, dedup_settings)
+    dedup_index.commit(store, version, shards, exported_rows, dedup_settings, semantic=clustering.get("semantic") and
+                       semantic_index.index_entry(clustering["semantic"]["embedder"], config.dedup.semantic, shards))
     laps.lap("report and publish")
     summary = {"run_id": paths.run_id, "modality": config.modality, "version": version,
                "published": store.url(*layout.version(version)), "stages": stage_counts,
@@ -263,14 +265,20 @@ def dedup_stage(store: Store, paths: RunPaths, shards: list[str], version: str, 
                        laps.timed(stages.run_as_tasks(cluster_slots(), progress.results), "dedup "), check)
 
 
-def semantic_stage(store: Store, paths: RunPaths, shards: list[str], stage: str, settings) -> tuple[StageCounts, dict]:
-    """Semantic dedup after exact and MinHash (tasks.text.semantic): fit, embed per shard, pair, remove."""
-    embedder = stages.semantic_train.submit(store, [paths.stage(stage, s) for s in shards], settings.semantic).result()
+def semantic_stage(store: Store, paths: RunPaths, shards: list[str], stage: str, version: str,
+                   settings) -> tuple[StageCounts, dict]:
+    """Semantic dedup after exact and MinHash (tasks.text.semantic): fit (or reuse the published embedding),
+    embed per shard, pair with each other and with the published vectors, remove."""
+    published = (semantic_index.published(store, settings.semantic) if settings.against_published
+                 else semantic_index.Published())
+    embedder = stages.semantic_train.submit(store, [paths.stage(stage, s) for s in shards], settings.semantic,
+                                            version, published.embedder).result()
     progress.results(stages.semantic_embed.map(unmapped(store), unmapped(paths), unmapped(stage), shards,
                                                unmapped(embedder), unmapped(settings.quality_column)), "embed")
-    found, stats = stages.semantic_duplicates.submit(store, paths, stage, shards, settings).result()
-    return StageCounts.total(f.result() for f in stages.semantic_shard.map(
-        unmapped(store), unmapped(paths), unmapped(stage), shards, unmapped(found))), stats
+    found, stats = stages.semantic_duplicates.submit(store, paths, stage, shards, settings, published.vectors).result()
+    counts = StageCounts.total(f.result() for f in stages.semantic_shard.map(
+        unmapped(store), unmapped(paths), unmapped(stage), shards, unmapped(found), unmapped(version)))
+    return counts, stats | {"embedder": published.embedder or version}
 
 
 def quality_top_stage(store: Store, paths: RunPaths, shards: list[str], stage: str,

@@ -16,7 +16,7 @@ from tasks.dedup import steps as dedup_steps
 from tasks.layout import RunPaths
 from tasks.records import StageCounts
 from tasks.storage import Store
-from tasks.text import quality_top, semantic, tokens
+from tasks.text import quality_top, semantic, semantic_index, tokens
 from tasks.text.preprocess import quality_classifier
 
 PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
@@ -106,11 +106,17 @@ def quality_top_shard(store: Store, paths: RunPaths, stage: str, shard: str, dec
 
 
 @task(name="semantic-train", task_run_name="semantic dedup: fit the embedding", **IO_RETRIES)
-def semantic_train(store: Store, inputs: list[tuple[str, ...]], settings: semantic.SemanticDedupSettings):
-    """The embedding, fitted on the first documents of every shard, up to `settings.sample` in all."""
+def semantic_train(store: Store, inputs: list[tuple[str, ...]], settings: semantic.SemanticDedupSettings,
+                   version: str, reuse: str | None) -> semantic.Embedder:
+    """The embedding of version `reuse` from the index, or one fitted on the first documents of every shard, up
+    to `settings.sample` in all, and kept in this version's index."""
+    if reuse:
+        return semantic_index.read_embedder(store, reuse)
     per_shard = -(-settings.sample // max(1, len(inputs)))
     texts = [store.read_table(*parts, columns=["text"])["text"].combine_chunks()[:per_shard] for parts in inputs]
-    return semantic.train(pa.concat_arrays(texts), settings)
+    embedder = semantic.train(pa.concat_arrays(texts), settings)
+    semantic_index.write_embedder(store, version, embedder)
+    return embedder
 
 
 @task(name="semantic-embed", task_run_name="embed {shard}", **IO_RETRIES)
@@ -124,28 +130,40 @@ def semantic_embed(store: Store, paths: RunPaths, stage: str, shard: str, embedd
 
 
 @task(name="semantic-duplicates", task_run_name="semantic dedup: clusters and pairs", **IO_RETRIES)
-def semantic_duplicates(store: Store, paths: RunPaths, stage: str, shards: list[str], settings) -> tuple[dict, dict]:
-    """Per shard, (rows removed, the ids they duplicate, their cosines), and the counts, over every shard."""
+def semantic_duplicates(store: Store, paths: RunPaths, stage: str, shards: list[str], settings,
+                        published: list[tuple[str, ...]]) -> tuple[dict, dict]:
+    """Per shard, (rows removed, the ids they duplicate, their cosines), and the counts, over every shard and
+    the `published` vectors, which come first and are never removed."""
     loaded = [semantic.from_bytes(store.read_bytes(*paths.work("semantic", f"{s}.npz"))) for s in shards]
-    ids = np.concatenate([store.read_table(*paths.stage(stage, s), columns=["id"])["id"].to_numpy(zero_copy_only=False)
-                          for s in shards] or [np.zeros(0, dtype=object)])
-    vectors = np.concatenate([v for v, _, _ in loaded] or [np.zeros((0, 1), np.float32)])
-    preference = {"first": np.zeros(len(ids)), "longest": np.concatenate([z for _, z, _ in loaded] or [np.zeros(0)]),
-                  "quality": np.concatenate([q for _, _, q in loaded] or [np.zeros(0)])}[settings.keep]
-    found = semantic.duplicates(vectors, preference.astype(np.float64), settings.semantic)
-    starts = np.cumsum([0] + [len(v) for v, _, _ in loaded])
+    run_vectors = np.concatenate([v for v, _, _ in loaded])
+    old_ids, old_vectors = semantic_index.read_vectors(store, published, run_vectors.shape[1])
+    ids = np.concatenate([old_ids] + [store.read_table(*paths.stage(stage, s), columns=["id"])["id"].to_numpy(
+        zero_copy_only=False) for s in shards])
+    preference = {"first": np.zeros(len(run_vectors)), "longest": np.concatenate([z for _, z, _ in loaded]),
+                  "quality": np.concatenate([q for _, _, q in loaded])}[settings.keep]
+    found = semantic.duplicates(np.concatenate([old_vectors, run_vectors]),
+                                np.concatenate([np.full(len(old_ids), np.inf), preference.astype(np.float64)]),
+                                settings.semantic)
+    ours = found["removed"] >= len(old_ids)
+    starts = np.cumsum([len(old_ids)] + [len(v) for v, _, _ in loaded])
     shard_of = np.searchsorted(starts, found["removed"], side="right") - 1
-    per_shard = {shards[i]: ((found["removed"][shard_of == i] - starts[i]).tolist(),
-                             ids[found["kept"][shard_of == i]].tolist(), found["cosine"][shard_of == i].tolist())
-                 for i in np.unique(shard_of)}
-    return per_shard, {"documents": len(ids), "clusters": found["clusters"], "removed": len(found["removed"])}
+    per_shard = {shards[i]: ((found["removed"][ours & (shard_of == i)] - starts[i]).tolist(),
+                             ids[found["kept"][ours & (shard_of == i)]].tolist(),
+                             found["cosine"][ours & (shard_of == i)].tolist())
+                 for i in np.unique(shard_of[ours])}
+    return per_shard, {"documents": len(run_vectors), "published": len(old_ids), "clusters": found["clusters"],
+                       "removed": int(ours.sum())}
 
 
 @task(name="semantic", task_run_name="semantic dedup {shard}", **IO_RETRIES)
-def semantic_shard(store: Store, paths: RunPaths, stage: str, shard: str, found: dict) -> StageCounts:
+def semantic_shard(store: Store, paths: RunPaths, stage: str, shard: str, found: dict, version: str) -> StageCounts:
+    """Drop the shard's semantic duplicates and keep the vectors of the rest in the version's index."""
     table = store.read_table(*paths.stage(stage, shard))
-    kept, rejected = semantic.removed(table, *found.get(shard, ([], [], [])))
+    rows, kept_ids, cosines = found.get(shard, ([], [], []))
+    kept, rejected = semantic.removed(table, rows, kept_ids, cosines)
     dedup_steps.write_stage_outputs(store, paths, "semantic", shard, kept, rejected)
+    vectors, _, _ = semantic.from_bytes(store.read_bytes(*paths.work("semantic", f"{shard}.npz")))
+    semantic_index.write_vectors(store, version, shard, kept["id"].to_pylist(), np.delete(vectors, rows, axis=0))
     return StageCounts.of(table.num_rows, kept, rejected)
 
 

@@ -44,3 +44,49 @@ def test_the_embedding_keeps_a_reworded_copy_close_and_another_text_apart():
     v = embedder.embed(pa.array([base, reworded, other]))
     assert v.shape == (3, 8) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
     assert v[0] @ v[1] > 0.9 and v[0] @ v[2] < 0.5
+
+
+def test_a_later_version_loses_a_reworded_copy_of_a_published_document(tmp_path):
+    """The second run reuses v1's embedding from the index and matches its documents against v1's vectors; the
+    copy has every seventh word changed, so MinHash's shingles miss it."""
+    import json
+
+    import pyarrow.dataset as ds
+    import yaml
+
+    from conftest import E2E, e2e_config
+    from flows.config import load_config
+    from flows.curate import run_pipeline
+
+    out = tmp_path / "out"
+    data = e2e_config(str(E2E / "*.jsonl*"), str(out), incremental=True)
+    data["dedup"] = {"against_published": True, "semantic": {"enabled": True, "threshold": 0.9}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+    first = run_pipeline(load_config(tmp_path / "c.yaml", {"export.version": "v1"}))
+    assert first["stages"]["semantic"] == {"in": 28, "kept": 27, "quarantined": 0, "rejected": {"dedup.semantic": 1}}
+    v1 = ds.dataset([str(p) for p in (out / "versions" / "v1").glob("*/*.parquet")], format="parquet").to_table().sort_by("id").slice(0, 1).to_pylist()[0]
+    words = v1["text"].split()
+    copy = " ".join("changed" if i % 7 == 3 else w for i, w in enumerate(words))
+    (tmp_path / "new").mkdir()
+    fresh = ("Our allotment association meets on the first Sunday of every month. The meeting is in the hall "
+             "behind the library. This spring we agreed to share the cost of a new water tank. We will plant beans "
+             "along the northern fence, where the soil stays damp. A notebook in the shed lets everyone write down "
+             "what they sowed and when they watered it. Visitors are welcome to walk the paths between the beds. "
+             "Please close the gate behind you, because the neighbour's goats are very curious.")
+    (tmp_path / "new" / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+        {"id": "reworded", "text": copy}, {"id": "fresh", "text": fresh}]))
+    data["sources"].append({"uri": str(tmp_path / "new" / "*.jsonl"), "id_field": "id"})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+
+    second = run_pipeline(load_config(tmp_path / "c.yaml", {"export.version": "v2"}))
+    assert second["stages"]["dedup"] == {"in": 2, "kept": 2, "quarantined": 0, "rejected": {}}
+    assert second["stages"]["semantic"] == {"in": 2, "kept": 1, "quarantined": 0, "rejected": {"dedup.semantic": 1}}
+    (removed,) = ds.dataset(str(out / "runs" / second["run_id"] / "semantic" / "_rejected"),
+                            format="parquet").to_table().to_pylist()
+    assert (removed["id"], removed["duplicate_of"]) == ("reworded", v1["id"])
+    manifest = json.loads((out / "versions" / "v2" / "manifest.json").read_text())
+    assert manifest["dedup"]["semantic"] == {"documents": 2, "published": 27, "clusters": 6,  # ceil(sqrt(29))
+                                             "removed": 1, "embedder": "v1"}
+    index = json.loads((out / "index" / "v2" / "index.json").read_text())
+    assert index["semantic"] == {"embedder": "v1", "dims": 128, "shards": index["shards"]}
+    assert not (out / "index" / "v2" / "semantic" / "embedder.npz").exists()

@@ -2,6 +2,7 @@
 
     index/<version>/keys/<shard>.parquet   band, key, row (band after band)
     index/<version>/docs/<shard>.parquet   id, content_hash, size, score, signature
+    index/<version>/semantic/...           text's semantic dedup embedding and vectors (tasks.text.semantic_index)
     index/<version>/index.json             written last, once the version is published: the commit mark
 
 A run with `against_published` reads the committed versions as extra shards numbered below zero (oldest
@@ -46,6 +47,9 @@ def published_sources(store: Store, settings: DedupSettings) -> tuple[list[KeySo
     return sources, sum(v["documents"] for v in versions)
 
 
-def commit(store: Store, version: str, shards: list[str], documents: int, settings: DedupSettings) -> None:
+def commit(store: Store, version: str, shards: list[str], documents: int, settings: DedupSettings,
+           semantic: dict | None = None) -> None:
+    """The commit mark; `semantic` describes the version's semantic dedup vectors (tasks.text.semantic_index)."""
     store.write_json({"version": version, "created": datetime.now(timezone.utc).isoformat(), "documents": documents,
-                      "shards": shards, "sketch": settings.sketch_params()}, *layout.index(version, "index.json"))
+                      "shards": shards, "sketch": settings.sketch_params(), **({"semantic": semantic} if semantic else {})},
+                     *layout.index(version, "index.json"))
