@@ -38,10 +38,10 @@ from bench.corpus import build, write_shards  # noqa: E402
 from flows.config import DaskSettings  # noqa: E402
 from flows.runtime import cluster_for, cluster_slots, prefect_api  # noqa: E402
 from tasks.dedup.steps import deduplicate  # noqa: E402
-from tasks.layout import RunPaths  # noqa: E402
+from tasks.io.layout import RunPaths  # noqa: E402
 from tasks.stages import run_as_tasks  # noqa: E402
 from tasks.text.dedup import TextDedupSettings as DedupSettings  # noqa: E402
-from tasks.storage import Store  # noqa: E402
+from tasks.io.storage import Store  # noqa: E402
 
 DATATROVE = "datatrove[io,processing]==0.10.1"
 DATATROVE_JOB = '''

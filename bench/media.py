@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from tasks.collect import WHOLE_FILE
+from tasks.io.readers import WHOLE_FILE
 from tasks.modality import Modality
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -8,7 +8,7 @@ from prefect.artifacts import Artifact, LinkArtifact, MarkdownArtifact, TableArt
 from prefect.client.orchestration import get_client
 
 from tasks import gates, modalities
-from tasks.stage_table import markdown_tables
+from tasks.export.stage_table import markdown_tables
 
 
 def gate_rows(result: dict) -> list[dict]:

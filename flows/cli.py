@@ -28,7 +28,7 @@ from flows.server import TemporaryServer  # noqa: E402  (light: the rest is impo
 
 def summary_table(summary: dict, seconds: float) -> str:
     from tasks import modalities
-    from tasks.stage_table import text_tables
+    from tasks.export.stage_table import text_tables
 
     if summary.get("nothing_new"):
         latest = f"; the latest version is still {summary['latest_version']}" if summary["latest_version"] else ""
@@ -55,7 +55,7 @@ def cmd_check(args) -> int:
     writes, the gates' suites. Every problem is listed, not only the first."""
     from flows.config import load_config
     from flows.preflight import problems
-    from tasks import secrets
+    from tasks.io import secrets
 
     config = load_config(args.config)
 
@@ -126,8 +126,9 @@ def cmd_gc(args) -> int:
     """Remove from the output what no published version needs: folders of failed or killed runs, uncommitted
     version or index folders and stale claims; a live run's are left alone."""
     from flows.config import load_config
-    from tasks import runs, secrets
-    from tasks.storage import Store
+    from tasks import runs
+    from tasks.io import secrets
+    from tasks.io.storage import Store
 
     config = load_config(args.config, {"output": args.output})
     store = Store(config.output, secrets.resolve(config.storage_options, "storage_options"))
@@ -163,7 +164,7 @@ def cmd_serve(args) -> int:
     from prefect.settings import PREFECT_API_URL
 
     from flows.config import load_config
-    from tasks import secrets
+    from tasks.io import secrets
 
     config = load_config(args.config)
 

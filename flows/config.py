@@ -14,9 +14,10 @@ from typing import Any, Literal, Mapping, Union
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from tasks import modalities, secrets
-from tasks.balance import BalanceSettings
+from tasks import modalities
+from tasks.export.balance import BalanceSettings
 from tasks.gates import DataDocs, GatePolicy
+from tasks.io import secrets
 from tasks.records import Settings
 
 

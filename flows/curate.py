@@ -16,14 +16,16 @@ from flows import artifacts, preflight, progress
 from flows.config import PipelineConfig
 from flows.runtime import ConfiguredDaskTaskRunner, cluster_slots, mark_crashed, prefect_api, run_config
 from flows.server import TemporaryServer
-from tasks import (balance, balance_report, collect, export, gates, layout, ledger, modalities, report, runs, secrets,
-                   stages)
+from tasks import collect, export, gates, modalities, runs, stages
+from tasks.export import balance, balance_report, report
+from tasks.io import layout, secrets
+from tasks.runs import ledger
 from tasks.dedup import index as dedup_index
 from tasks.dedup.ids import RepeatedIds
 from tasks.dedup.steps import deduplicate
-from tasks.layout import RunPaths
+from tasks.io.layout import RunPaths
 from tasks.records import StageCounts
-from tasks.storage import Store
+from tasks.io.storage import Store
 from tasks.text import semantic_index
 from tasks.text.tokens import TokenizerError
 
@@ -70,7 +72,7 @@ def curate_once(config: PipelineConfig, resume: str | None = None) -> dict:
         raise preflight.NotReady(f"the run's parameters hold credentials in plain text ({', '.join(plain)}), which "
                                  "the Prefect database keeps: name them with {env: VAR} or {secret: block}")
     modality = modalities.get(config.modality)
-    # credentials are resolved here, in memory: the run's parameters hold references only (tasks.secrets)
+    # credentials are resolved here, in memory: the run's parameters hold references only (tasks.io.secrets)
     store = Store(config.output, secrets.resolve(config.storage_options, "storage_options"))
     sources = [s.model_copy(update={"storage_options": secrets.resolve(s.storage_options, f"sources[{i}].storage_options")})
                for i, s in enumerate(config.sources)]
@@ -302,7 +304,7 @@ def export_stage(store: Store, inputs: list[tuple[str, ...]], config: PipelineCo
 def group_balance(config: PipelineConfig, store: Store, paths: RunPaths, shards: list[str], stage_names: list[str],
                   cuts: dict | None, caps: dict | None) -> dict | None:
     """The groups of `balance.by` (and of the capped column) at every stage and in every split, counted per
-    shard on the cluster (tasks.balance_report)."""
+    shard on the cluster (tasks.export.balance_report)."""
     columns = list(dict.fromkeys([*config.balance.by, *([caps["column"]] if caps else [])]))
     if not columns:
         return None

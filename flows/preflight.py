@@ -6,8 +6,9 @@ before any work."""
 from __future__ import annotations
 
 from flows.config import PipelineConfig
-from tasks import collect, gates, modalities, secrets
-from tasks.storage import OutputUnusable, Store
+from tasks import collect, gates, modalities
+from tasks.io import secrets
+from tasks.io.storage import OutputUnusable, Store
 from tasks.text import tokens
 from tasks.text.preprocess import quality_classifier
 

@@ -17,9 +17,9 @@ PRELOAD = ["distributed", "flows.forkserver"]
 
 def warm() -> None:
     import flows.worker_preload  # noqa: F401
-    from tasks import gates
+    from tasks.gates import gx
 
-    gates._context()
+    gx.shared_context()
 
 
 def dask_setup(worker) -> None:

@@ -11,11 +11,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import task, unmapped
 
-from tasks import balance, collect, export, gates, layout, modalities, runs, splits
+from tasks import collect, export, gates, modalities, runs
 from tasks.dedup import steps as dedup_steps
-from tasks.layout import RunPaths
+from tasks.export import balance, splits
+from tasks.io import layout
+from tasks.io.layout import RunPaths
+from tasks.io.storage import Store
 from tasks.records import StageCounts
-from tasks.storage import Store
 from tasks.text import quality_top, semantic, semantic_index, tokens
 from tasks.text.preprocess import quality_classifier
 

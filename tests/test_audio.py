@@ -23,8 +23,8 @@ from tasks.audio.fingerprint import RATE, bit_error_rate, signature
 from tasks.audio.preprocess import AudioPreprocessSettings, preprocess
 from tasks.collect import collect_unit, discover
 from tasks.dedup.steps import dedup_tables
-from tasks.layout import RunPaths
-from tasks.storage import Store
+from tasks.io.layout import RunPaths
+from tasks.io.storage import Store
 
 CLIPS = ROOT / "examples" / "audio"  # real clips committed with the audio quickstart
 SHARED_CLIPS = ROOT.parent / "shared" / "data" / "audio"

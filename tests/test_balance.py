@@ -8,10 +8,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tasks import balance, balance_report, groups
-from tasks.balance import BalanceSettings
-from tasks.splits import SplitSettings, assign_splits, quotas, stratified_cuts, with_splits
-from tasks.storage import Store
+from tasks import groups
+from tasks.export import balance, balance_report
+from tasks.export.balance import BalanceSettings
+from tasks.export.splits import SplitSettings, assign_splits, quotas, stratified_cuts, with_splits
+from tasks.io.storage import Store
 
 
 def records(sizes: dict[str, int], quality: bool = False) -> pa.Table:

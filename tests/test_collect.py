@@ -8,8 +8,8 @@ import zstandard
 
 from tasks.collect import (CollectSettings, InputFile, SourceError, collect_unit, discover, infer_format, make_id,
                            plan_units)
-from tasks.layout import RunPaths
-from tasks.storage import Store
+from tasks.io.layout import RunPaths
+from tasks.io.storage import Store
 from tasks.text import TEXT, TextSource as Source
 
 PATHS = RunPaths("r")

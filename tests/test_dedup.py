@@ -6,10 +6,10 @@ import pytest
 from datasketch import MinHash
 
 from tasks.dedup import EXACT_BAND, index_entries, key_part, sketch_shard
+from tasks.dedup.clusters import components, group_edges, representatives
 from tasks.dedup.ids import RepeatedIds
 from tasks.dedup.steps import dedup_tables
 from tasks.text.dedup import TextDedupSettings
-from tasks.dedup.clusters import components, group_edges, representatives
 from tasks.text.minhash import lsh_params, sketch
 
 # 300 words drawn from 2000: its 5-grams are all distinct, so one changed word leaves Jaccard 291/301 = 0.97.
@@ -200,11 +200,11 @@ def test_an_index_of_other_sketch_settings_still_matches_exact_copies(tmp_path):
     """Published under num_perm 128, deduplicated with 256: its signatures and bands are not comparable, so
     only exact copies of its documents can be found, and they are, verified by their equal content; the
     run's own documents still match each other near."""
-    from tasks import layout
     from tasks.dedup import index as dedup_index
     from tasks.dedup.steps import deduplicate
-    from tasks.layout import RunPaths
-    from tasks.storage import Store
+    from tasks.io import layout
+    from tasks.io.layout import RunPaths
+    from tasks.io.storage import Store
 
     old = TextDedupSettings(num_perm=128)
     _, index, _ = dedup_shards([shard(["old1", "old2"], [BASE, "an old document about something else"])], old)

@@ -8,7 +8,7 @@ import pytest
 from tasks import modalities
 from tasks.dedup.steps import dedup_tables
 from tasks.export import export_split
-from tasks.storage import Store
+from tasks.io.storage import Store
 from tasks.text import TEXT
 from tasks.text.preprocess import PreprocessSettings
 

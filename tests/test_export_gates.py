@@ -8,10 +8,10 @@ from flows.config import PipelineConfig
 from flows.curate import run_gate
 from flows.runtime import prefect_api
 from tasks import gates
-from tasks.layout import RunPaths
+from tasks.io.layout import RunPaths
 from tasks.export import ExportSettings, export_split
-from tasks.splits import SplitSettings, assign_splits
-from tasks.storage import Store
+from tasks.export.splits import SplitSettings, assign_splits
+from tasks.io.storage import Store
 from tasks.text import TEXT
 
 

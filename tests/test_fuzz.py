@@ -24,8 +24,8 @@ from PIL import Image
 
 from tasks import modalities
 from tasks.collect import collect_unit, discover
-from tasks.layout import RunPaths
-from tasks.storage import Store
+from tasks.io.layout import RunPaths
+from tasks.io.storage import Store
 
 PATHS = RunPaths("fuzz")
 LINES = [json.dumps({"id": f"d{i}", "text": f"Document number {i} says something about rivers and boats."})

@@ -24,8 +24,8 @@ from tasks.image.export import ImageExportSettings, prepare_export, resize
 from tasks.image.phash import hamming, phash
 from tasks.image.preprocess import (ImagePreprocessSettings, filter_captions, filter_metadata, laplacian_variance,
                                     preprocess, signals)
-from tasks.layout import RunPaths
-from tasks.storage import Store
+from tasks.io.layout import RunPaths
+from tasks.io.storage import Store
 
 
 def encoded(image: Image.Image, fmt: str = "PNG", **options) -> bytes:

@@ -1,6 +1,6 @@
-from tasks import ledger
 from tasks.collect import InputFile
-from tasks.storage import Store
+from tasks.io.storage import Store
+from tasks.runs import ledger
 
 
 def entry(uri, size, stamp, sha):

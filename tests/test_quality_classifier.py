@@ -84,7 +84,7 @@ def test_the_rule_scores_every_document_and_rejects_below_min_score_with_the_sco
 
 
 def test_keep_top_cuts_across_shards_at_the_score_of_the_last_document_kept(tmp_path):
-    from tasks.storage import Store
+    from tasks.io.storage import Store
     from tasks.text import quality_top
 
     store = Store(str(tmp_path))

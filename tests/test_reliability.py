@@ -129,8 +129,8 @@ def test_sigterm_stops_a_run_cleanly_and_leaves_no_half_written_version(tmp_path
 def test_gc_removes_what_no_published_version_needs_and_spares_live_runs(tmp_path, capsys):
     from flows.cli import main
     from tasks import runs
-    from tasks.layout import RunPaths
-    from tasks.storage import Store
+    from tasks.io.layout import RunPaths
+    from tasks.io.storage import Store
 
     store = Store(str(tmp_path / "out"))
     for run_id, version, status in [("r-published", "v1", "published"), ("r-failed", "v2", "failed"),

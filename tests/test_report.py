@@ -2,7 +2,7 @@ import re
 
 import pyarrow as pa
 
-from tasks.report import bar_chart, rejections, render
+from tasks.export.report import bar_chart, rejections, render
 from tasks.text.stats import LENGTH_BINS, charts, length_bins
 
 STAGES = {"collect": {"in": 10, "kept": 9, "rejected": {}, "quarantined": 1},
@@ -46,9 +46,9 @@ def test_report_has_the_four_plots_and_escapes_names():
 
 
 def test_examples_show_the_value_that_broke_the_rule_and_a_duplicate_beside_what_was_kept(tmp_path):
-    from tasks.layout import RunPaths
-    from tasks.report import examples_html, gather_examples, why
-    from tasks.storage import Store
+    from tasks.export.report import examples_html, gather_examples, why
+    from tasks.io.layout import RunPaths
+    from tasks.io.storage import Store
     from tasks.text import TEXT
 
     store, paths = Store(str(tmp_path)), RunPaths("r")

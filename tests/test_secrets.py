@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import CURATE, E2E, ROOT, e2e_config, serving
-from tasks import secrets
+from tasks.io import secrets
 
 KEY, SECRET = "AKIACURATETEST000042", "curate-test-secret-0f9e8d7c6b5a"
 

@@ -11,8 +11,8 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from tasks.export import export_split
-from tasks.splits import SplitSettings
-from tasks.storage import Store
+from tasks.export.splits import SplitSettings
+from tasks.io.storage import Store
 from tasks.text import TEXT, TextExportSettings, tokens
 
 WORDS = {"<|endoftext|>": 0, "[UNK]": 1, "a": 2, "b": 3, "c": 4}

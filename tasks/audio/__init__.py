@@ -16,7 +16,8 @@ from tasks.audio.decode import Undecodable, decode
 from tasks.audio.dedup import AudioDedupSettings
 from tasks.audio.export import AudioExportSettings, prepare_export
 from tasks.audio.preprocess import AudioPreprocessSettings, preprocess
-from tasks.collect import Malformed, MediaCollectSettings, Source, media_bytes, optional_text
+from tasks.collect import MediaCollectSettings, Source
+from tasks.io.readers import Malformed, media_bytes, optional_text
 from tasks.modality import Modality
 from tasks.records import BASE_FIELDS, MEDIA_TYPE
 
@@ -52,7 +53,7 @@ class AudioCollectSettings(MediaCollectSettings):
 
 def to_payload(obj: dict, source: AudioSource, url: str, settings: AudioCollectSettings):
     """The clip of a whole file or of a table row, with what its full decode says of it."""
-    media = media_bytes(obj, source.audio_field, url, source, "audio file")
+    media = media_bytes(obj, source.audio_field, url, source.storage_options, "audio file")
     texts = {name: optional_text(obj, field) for name, field in source.text_fields().items()}
     for bad in (media, *texts.values()):
         if isinstance(bad, Malformed):

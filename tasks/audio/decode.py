@@ -8,7 +8,7 @@ stream's pages (Ogg declares no length): a cut file ends inside a page, with few
 segment table declares, or with a last page whose CRC does not match. The end-of-stream flag is no test:
 whole files written by streaming recorders and older tools lack it, and a file cut exactly at a page end
 is a valid shorter stream that no test can tell from a whole one (as for compressed text, see
-tasks/compressed.py).
+tasks/io/compressed.py).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from PIL import Image
 from tasks.audio import signal
 from tasks.audio.decode import decode
 from tasks.export import load_snippet
-from tasks.report import bar_chart
+from tasks.export.report import bar_chart
 
 DURATION_EDGES = (0, 1, 2, 5, 10, 30, 60, 300, 1800)  # seconds
 DURATION_BINS = tuple(f"{lo}-{hi} s" for lo, hi in zip(DURATION_EDGES, DURATION_EDGES[1:])) + (f">={DURATION_EDGES[-1]} s",)

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from tasks import layout
-from tasks.layout import RunPaths
-from tasks.storage import Store
+from tasks.io import layout
+from tasks.io.layout import RunPaths
+from tasks.io.storage import Store
 
 from . import EXACT_BAND, DedupSettings
 

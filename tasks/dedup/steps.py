@@ -13,14 +13,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks import dedup, layout, runs
+from tasks import dedup, runs
 from tasks.dedup import ids as dedup_ids
 from tasks.dedup import index as dedup_index
 from tasks.dedup.index import KeySource
 from tasks.gates import Check
-from tasks.layout import RunPaths
+from tasks.io import layout
+from tasks.io.layout import RunPaths
+from tasks.io.storage import Store, shard_name
 from tasks.records import StageCounts
-from tasks.storage import Store, shard_name
 
 
 class Executor(Protocol):

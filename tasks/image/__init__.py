@@ -9,7 +9,8 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import Field
 
-from tasks.collect import Malformed, MediaCollectSettings, Source, media_bytes, optional_text
+from tasks.collect import MediaCollectSettings, Source
+from tasks.io.readers import Malformed, media_bytes, optional_text
 from tasks.image import stats
 from tasks.image.decode import Undecodable, probe
 from tasks.image.dedup import ImageDedupSettings
@@ -47,7 +48,7 @@ class ImageCollectSettings(MediaCollectSettings):
 
 def to_payload(obj: dict, source: ImageSource, url: str, settings: ImageCollectSettings):
     """The picture of a whole file or of a table row, with what Pillow reads of it once fully decoded."""
-    media = media_bytes(obj, source.image_field, url, source, "picture")
+    media = media_bytes(obj, source.image_field, url, source.storage_options, "picture")
     caption = optional_text(obj, source.caption_field)
     for bad in (media, caption):
         if isinstance(bad, Malformed):

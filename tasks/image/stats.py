@@ -13,8 +13,8 @@ import pyarrow as pa
 from PIL import Image
 
 from tasks.export import load_snippet
+from tasks.export.report import bar_chart
 from tasks.image.decode import normalised
-from tasks.report import bar_chart
 
 SIDE_EDGES = (0, 64, 128, 256, 512, 1024, 2048, 4096)  # pixels, the longer side
 SIDE_BINS = tuple(f"{lo}-{hi - 1}" for lo, hi in zip(SIDE_EDGES, SIDE_EDGES[1:])) + (f">={SIDE_EDGES[-1]}",)

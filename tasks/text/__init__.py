@@ -7,7 +7,8 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import Field
 
-from tasks.collect import WHOLE_FILE, CollectSettings, Malformed, Source, preview
+from tasks.collect import CollectSettings, Source
+from tasks.io.readers import WHOLE_FILE, Malformed, preview
 from tasks.export import ExportSettings, as_is
 from tasks.modality import Modality
 from tasks.records import BASE_FIELDS

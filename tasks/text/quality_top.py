@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pyarrow as pa
 
+from tasks.io.storage import Store
 from tasks.records import Check, split_by_checks
-from tasks.storage import Store
 
 RULE = "quality_classifier.keep_top"
 COLUMN = "quality_score"

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tasks import layout
-from tasks.storage import Store
+from tasks.io import layout
+from tasks.io.storage import Store
 from tasks.text.semantic import Embedder, SemanticDedupSettings
 
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.export import load_snippet
-from tasks.report import bar_chart
+from tasks.export.report import bar_chart
 from tasks.text import tokens
 
 LENGTH_EDGES = (0, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000)  # characters per document

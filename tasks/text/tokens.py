@@ -20,10 +20,10 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from tasks import layout
+from tasks.export.splits import id_hashes, with_splits
+from tasks.io import layout
+from tasks.io.storage import Store
 from tasks.records import Settings
-from tasks.splits import id_hashes, with_splits
-from tasks.storage import Store
 
 TOKEN_IDS = "token_ids"   # the tokenize step's column: a document's ids and its end token; never exported
 N_TOKENS = "n_tokens"     # the exported column: a document's token count, without the end token
@@ -121,7 +121,7 @@ def prepare(store: Store, inputs: list[tuple[str, ...]], version: str, settings,
 
 
 def train_texts(store: Store, inputs: list[tuple[str, ...]], settings, cuts: dict | None):
-    """The texts of the train split (`cuts`: stratified, tasks.splits), shard by shard."""
+    """The texts of the train split (`cuts`: stratified, tasks.export.splits), shard by shard."""
     for parts in inputs:
         table = with_splits(store.read_table(*parts), settings.splits, cuts).select(["split", "text"])
         yield from table.filter(pc.equal(table["split"], "train"))["text"].to_pylist()

@@ -1,5 +1,10 @@
 """Export: deterministic splits, Parquet shards of a target size, the manifest and the dataset card.
 
+The package holds what a published version is made of: here the shards, manifest, card and publish;
+`splits` (a record's split from its id), `balance` (group counts and caps before export) and
+`balance_report` (their section of the report and card), `webdataset` (tars beside the Parquet), `report`
+(the run report's HTML page) and `stage_table` (what each stage kept, for the CLI, card and report).
+
 A version is published by writing, in this order, its shards, its dataset card and run report, its
 `manifest.json` and finally `<output>/LATEST`: a version without a manifest is not a version, so a crash
 mid-export leaves no half dataset behind.
@@ -17,14 +22,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from tasks import balance_report, layout
+from tasks.export import balance_report
+from tasks.io import layout
 from tasks.gates import Check, status as gate_status
 from tasks.modality import Modality
 from tasks.records import Settings
-from tasks.splits import SPLITS, SplitSettings, with_splits
-from tasks.stage_table import markdown_tables
-from tasks.storage import Store, shard_name
-from tasks.webdataset import tar_shard
+from tasks.export.splits import SPLITS, SplitSettings, with_splits
+from tasks.export.stage_table import markdown_tables
+from tasks.io.storage import Store, shard_name
+from tasks.export.webdataset import tar_shard
 
 class ExportSettings(Settings):
     name: str = Field("curated-dataset", description="dataset name on the dataset card")
@@ -71,7 +77,7 @@ def new_version() -> str:
 
 def export_split(store: Store, inputs: list[tuple[str, ...]], split: str, settings: ExportSettings,
                  out: str, modality: Modality, cuts: dict | None = None, check: Check | None = None) -> dict:
-    """Stream the input shards, keep the rows of `split` (`cuts`: stratified, tasks.splits), prepare them as
+    """Stream the input shards, keep the rows of `split` (`cuts`: stratified, tasks.export.splits), prepare them as
     the modality exports them, write shards of the target size under version `out`, each validated by
     the export gate's `check` as it is written.
 

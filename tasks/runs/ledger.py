@@ -14,9 +14,9 @@ from typing import Callable
 
 import pyarrow as pa
 
-from tasks import layout
 from tasks.collect import InputFile
-from tasks.storage import Store
+from tasks.io import layout
+from tasks.io.storage import Store
 
 LEDGER_SCHEMA = pa.schema([("uri", pa.string()), ("size", pa.int64()), ("stamp", pa.string()),
                            ("sha256", pa.string()), ("records", pa.int64()), ("quarantined", pa.int64()),

@@ -12,10 +12,10 @@ from html import escape
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tasks.export.stage_table import html_table
 from tasks.gates import status as gate_status
-from tasks.layout import RunPaths
-from tasks.stage_table import html_table
-from tasks.storage import Store
+from tasks.io.layout import RunPaths
+from tasks.io.storage import Store
 
 EXAMPLES_PER_RULE, SAMPLES = 4, 24
 
@@ -131,7 +131,7 @@ def duplicate_pair(row: dict, example) -> str:
 
 def render(manifest: dict, charts: list[str], noun: str = "documents", examples: str = "", balance: str = "") -> str:
     """The page: `charts` are the modality's figures, `examples` its rendered examples, `balance` the groups'
-    section (tasks.balance_report)."""
+    section (tasks.export.balance_report)."""
     stages, dedup = manifest["stages"], manifest.get("dedup", {})
     clusters = sorted((int(size), n) for size, n in dedup.get("cluster_sizes", {}).items())
     split_rows = "".join(f"<tr><td>{escape(name)}</td><td>{s['rows']:,}</td><td>{s['added']:,}</td>"

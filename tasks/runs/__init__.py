@@ -8,6 +8,9 @@ continuing a failed run (`--resume`), and removing what no published version nee
 
 A run whose record says `running` but whose process is gone (same host, no such pid) was killed: the next
 run or `curate gc` gives back its claim and removes its uncommitted version and index.
+
+`tasks.runs.ledger` is the record across runs: the source files each published version took, so a recurring
+ingest reads only what is new or changed.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ import posixpath
 import socket
 from datetime import datetime, timezone
 
-from tasks import layout
-from tasks.layout import RunPaths
-from tasks.storage import Store
+from tasks.io import layout
+from tasks.io.layout import RunPaths
+from tasks.io.storage import Store
 
 
 class CannotResume(Exception):

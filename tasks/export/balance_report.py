@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
-from tasks.splits import SPLITS
+from tasks.export.splits import SPLITS
 
 TOP = 8  # groups drawn in the share bars; the rest are one "other" segment
 LISTED = 25  # groups in the tables, largest before curation first; the manifest has them all

@@ -18,10 +18,10 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from tasks import groups
-from tasks.layout import RunPaths
+from tasks.export.splits import SplitSettings, id_hashes, with_splits
+from tasks.io.layout import RunPaths
+from tasks.io.storage import Store
 from tasks.records import Settings, StageCounts
-from tasks.splits import SplitSettings, id_hashes, with_splits
-from tasks.storage import Store
 
 RULE = "balance.cap"
 

@@ -11,8 +11,8 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from tasks import groups
+from tasks.io.storage import Store
 from tasks.records import Settings
-from tasks.storage import Store
 
 SPLITS = ("train", "validation", "test")
 
