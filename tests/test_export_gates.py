@@ -5,7 +5,7 @@ import pytest
 from prefect import flow
 
 from flows.config import PipelineConfig
-from flows.curate import run_gate
+from flows.steps import run_gate
 from flows.runtime import prefect_api
 from tasks import gates
 from tasks.io.layout import RunPaths
