@@ -146,15 +146,14 @@ def semantic_duplicates(store: Store, paths: RunPaths, stage: str, shards: list[
     found = semantic.duplicates(np.concatenate([old_vectors, run_vectors]),
                                 np.concatenate([np.full(len(old_ids), np.inf), preference.astype(np.float64)]),
                                 settings.semantic)
-    ours = found["removed"] >= len(old_ids)
+    ours = found["removed"] >= len(old_ids)  # a published document is never removed
+    removed, kept, cosine = found["removed"][ours], found["kept"][ours], found["cosine"][ours]
     starts = np.cumsum([len(old_ids)] + [len(v) for v, _, _ in loaded])
-    shard_of = np.searchsorted(starts, found["removed"], side="right") - 1
-    per_shard = {shards[i]: ((found["removed"][ours & (shard_of == i)] - starts[i]).tolist(),
-                             ids[found["kept"][ours & (shard_of == i)]].tolist(),
-                             found["cosine"][ours & (shard_of == i)].tolist())
-                 for i in np.unique(shard_of[ours])}
+    shard_of = np.searchsorted(starts, removed, side="right") - 1
+    per_shard = {shards[i]: ((removed[shard_of == i] - starts[i]).tolist(), ids[kept[shard_of == i]].tolist(),
+                             cosine[shard_of == i].tolist()) for i in np.unique(shard_of)}
     return per_shard, {"documents": len(run_vectors), "published": len(old_ids), "clusters": found["clusters"],
-                       "removed": int(ours.sum())}
+                       "removed": len(removed)}
 
 
 @task(name="semantic", task_run_name="semantic dedup {shard}", **IO_RETRIES)
