@@ -1,6 +1,7 @@
 """Semantic dedup, measured: on the shared sample, the documents it removes beyond what exact and MinHash
 dedup remove, with the pairs side by side for a person to judge the threshold; then, on a generated corpus
-(bench/scale_corpus.py, under /tmp), the documents per second of fitting, embedding and clustering, one core.
+(bench/scale_corpus.py, under /tmp), the documents per second of fitting, embedding and pairing, one core,
+the documents each pairs task holds, and k-means with SciPy against faiss.
 
     .venv/bin/python -m bench.semantic_dedup [DOCS] [PAIRS_SHOWN]
 """
@@ -20,9 +21,13 @@ from bench.corpus import SAMPLE
 from bench.scale_corpus import write_corpus
 from tasks.dedup.steps import dedup_tables
 from tasks.text.dedup import TextDedupSettings
+from tasks.io.layout import RunPaths
+from tasks.io.storage import Store
+from tasks.text import semantic, semantic_steps
 from tasks.text.semantic import SemanticDedupSettings, duplicates, train
 
 CORPUS = Path("/tmp/curate-bench/semantic")
+SHARD = 10_000
 
 
 def beyond_minhash(shown: int) -> None:
@@ -41,21 +46,56 @@ def beyond_minhash(shown: int) -> None:
 
 
 def throughput(docs: int) -> None:
+    """The flow's steps in this process over shards of 10,000 documents: fit, embed per shard, pairs per task."""
     write_corpus(CORPUS, docs, files=4)
-    texts = pa.array([json.loads(line)["text"] for path in sorted((CORPUS / "docs").glob("*.jsonl"))
-                      for line in open(path, encoding="utf-8")])
+    store, paths = Store(str(CORPUS / "store")), RunPaths("bench")
+    texts = [json.loads(line)["text"] for path in sorted((CORPUS / "docs").glob("*.jsonl"))
+             for line in open(path, encoding="utf-8")]
+    shards = [f"part-{i:05d}.parquet" for i in range(0, len(texts), SHARD)]
+    for i, shard in enumerate(shards):
+        store.write_table(pa.table({"id": [str(j) for j in range(i * SHARD, (i + 1) * SHARD)][:len(texts) - i * SHARD],
+                                    "text": texts[i * SHARD:(i + 1) * SHARD]}), *paths.stage("dedup", shard))
+    del texts
     settings = SemanticDedupSettings(enabled=True)
     started = time.perf_counter()
-    embedder = train(texts[:settings.sample], settings)
-    fitted = time.perf_counter()
-    vectors = np.concatenate([embedder.embed(texts[i:i + 10_000]) for i in range(0, len(texts), 10_000)])
+    fitted = semantic_steps.fit(store, [paths.stage("dedup", s) for s in shards], [], settings, "bench", None)
+    fit = time.perf_counter()
+    for source, shard in enumerate(shards):
+        semantic_steps.embed(store, paths, "dedup", shard, source, fitted, "first", "quality_score")
     embedded = time.perf_counter()
-    found = duplicates(vectors, np.zeros(len(texts)), settings)
-    clustered = time.perf_counter()
-    print(f"{len(texts):,} generated documents: fit on {min(len(texts), settings.sample):,} in "
-          f"{fitted - started:.1f} s; embed {len(texts) / (embedded - fitted):,.0f} docs/s; k-means and pairs "
-          f"({found['clusters']} clusters) {len(texts) / (clustered - embedded):,.0f} docs/s; removed "
-          f"{len(found['removed']):,}")
+    found = semantic_steps.merge([semantic_steps.pairs(store, paths, shards, 0, task, fitted.embedder.dims,
+                                                       settings.threshold) for task in range(fitted.tasks)])
+    paired = time.perf_counter()
+    per_task = np.bincount(np.concatenate([store.read_table(*paths.work("semantic", s), columns=["task"])["task"]
+                                           .to_numpy() for s in shards]), minlength=fitted.tasks)
+    print(f"{docs:,} generated documents in {len(shards)} shards: fit the embedding and {len(fitted.centroids)} "
+          f"centroids on {min(docs, settings.sample):,} in {fit - started:.1f} s; embed and assign "
+          f"{docs / (embedded - fit):,.0f} docs/s; pairs {docs / (paired - embedded):,.0f} docs/s in "
+          f"{fitted.tasks} tasks of at most {per_task.max():,} documents "
+          f"({per_task.max() * fitted.embedder.dims * 4 / 2**20:.0f} MiB of vectors); "
+          f"removed {sum(len(r) for r, _, _ in found.values()):,}")
+    texts, _ = semantic_steps.first_texts(store, [paths.stage("dedup", s) for s in shards], -(-settings.sample // len(shards)))
+    kmeans_backends(fitted.embedder.embed(texts), len(fitted.centroids))
+
+
+def kmeans_backends(sample: np.ndarray, k: int) -> None:
+    """SciPy's kmeans2 (what curate uses) against faiss's k-means when faiss is importable (it is not a
+    dependency: `pip install --target /tmp/faiss faiss-cpu` and PYTHONPATH=/tmp/faiss), 10 iterations each."""
+    started = time.perf_counter()
+    centroids = semantic.centroids(sample, k, 0)
+    scipy_s = time.perf_counter() - started
+    inertia = lambda c: float(np.mean(np.min(((sample[:, None, :] - c[None]) ** 2).sum(-1), axis=1)))  # noqa: E731
+    print(f"k-means, {len(sample):,} x {sample.shape[1]} to {k} clusters: SciPy kmeans2 {scipy_s:.2f} s "
+          f"(mean squared distance {inertia(centroids):.4f})", end="")
+    try:
+        import faiss
+    except ImportError:
+        print("; faiss not importable")
+        return
+    started = time.perf_counter()
+    model = faiss.Kmeans(sample.shape[1], k, niter=10, seed=1)
+    model.train(np.ascontiguousarray(sample, dtype=np.float32))
+    print(f"; faiss {time.perf_counter() - started:.2f} s (mean squared distance {inertia(model.centroids):.4f})")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from tasks.export import balance, balance_report
 from tasks.io.layout import RunPaths
 from tasks.io.storage import Store
 from tasks.records import StageCounts
-from tasks.text import semantic_index
+from tasks.text import semantic_index, semantic_steps
 
 
 def dedup_stage(store: Store, paths: RunPaths, shards: list[str], version: str, documents: int, settings,
@@ -33,18 +33,28 @@ def dedup_stage(store: Store, paths: RunPaths, shards: list[str], version: str, 
 
 def semantic_stage(store: Store, paths: RunPaths, shards: list[str], stage: str, version: str,
                    settings) -> tuple[StageCounts, dict]:
-    """Semantic dedup after exact and MinHash (tasks.text.semantic): fit (or reuse the published embedding),
-    embed per shard, pair with each other and with the published vectors, remove."""
+    """Semantic dedup after exact and MinHash (tasks.text.semantic_steps): fit (or reuse the published
+    embedding) and the clusters, embed per shard, pair cluster by cluster with each other and with the
+    published vectors, remove."""
     published = (semantic_index.published(store, settings.semantic) if settings.against_published
                  else semantic_index.Published())
-    embedder = stages.semantic_train.submit(store, [paths.stage(stage, s) for s in shards], settings.semantic,
-                                            version, published.embedder).result()
+    fitted = stages.semantic_fit.submit(store, [paths.stage(stage, s) for s in shards], published.vectors,
+                                        settings.semantic, version, published.embedder).result()
+    old = len(published.vectors)
+    progress.results(stages.semantic_assign.map(unmapped(store), unmapped(paths), published.vectors, list(range(old)),
+                                                unmapped(fitted)), "published vectors")
     progress.results(stages.semantic_embed.map(unmapped(store), unmapped(paths), unmapped(stage), shards,
-                                               unmapped(embedder), unmapped(settings.quality_column)), "embed")
-    found, stats = stages.semantic_duplicates.submit(store, paths, stage, shards, settings, published.vectors).result()
+                                               list(range(old, old + len(shards))), unmapped(fitted), unmapped(settings.keep),
+                                               unmapped(settings.quality_column)), "embed")
+    found = semantic_steps.merge(progress.results(stages.semantic_pairs.map(
+        unmapped(store), unmapped(paths), unmapped(shards), unmapped(old), list(range(fitted.tasks)),
+        unmapped(fitted.embedder.dims), unmapped(settings.semantic.threshold)), "semantic pairs"))
     counts = StageCounts.total(f.result() for f in stages.semantic_shard.map(
-        unmapped(store), unmapped(paths), unmapped(stage), shards, unmapped(found), unmapped(version)))
-    return counts, stats | {"embedder": published.embedder or version}
+        unmapped(store), unmapped(paths), unmapped(stage), shards, unmapped(found), unmapped(version),
+        unmapped(fitted.embedder.dims)))
+    return counts, {"documents": fitted.documents, "published": fitted.published, "clusters": len(fitted.centroids),
+                    "removed": sum(len(rows) for rows, _, _ in found.values()),
+                    "embedder": published.embedder or version}
 
 
 def quality_top_stage(store: Store, paths: RunPaths, shards: list[str], stage: str,

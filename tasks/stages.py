@@ -18,7 +18,7 @@ from tasks.io import layout
 from tasks.io.layout import RunPaths
 from tasks.io.storage import Store
 from tasks.records import StageCounts
-from tasks.text import quality_top, semantic, semantic_index, tokens
+from tasks.text import quality_top, semantic, semantic_steps, tokens
 from tasks.text.preprocess import quality_classifier
 
 PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
@@ -107,65 +107,35 @@ def quality_top_shard(store: Store, paths: RunPaths, stage: str, shard: str, dec
     return StageCounts.of(table.num_rows, kept, rejected)
 
 
-@task(name="semantic-train", task_run_name="semantic dedup: fit the embedding", **IO_RETRIES)
-def semantic_train(store: Store, inputs: list[tuple[str, ...]], settings: semantic.SemanticDedupSettings,
-                   version: str, reuse: str | None) -> semantic.Embedder:
-    """The embedding of version `reuse` from the index, or one fitted on the first documents of every shard, up
-    to `settings.sample` in all, and kept in this version's index."""
-    if reuse:
-        return semantic_index.read_embedder(store, reuse)
-    per_shard = -(-settings.sample // max(1, len(inputs)))
-    texts = [store.read_table(*parts, columns=["text"])["text"].combine_chunks()[:per_shard] for parts in inputs]
-    embedder = semantic.train(pa.concat_arrays(texts), settings)
-    semantic_index.write_embedder(store, version, embedder)
-    return embedder
+@task(name="semantic-fit", task_run_name="semantic dedup: fit the embedding and the clusters", **IO_RETRIES)
+def semantic_fit(store: Store, inputs: list[tuple[str, ...]], published: list[tuple[str, ...]],
+                 settings: semantic.SemanticDedupSettings, version: str, reuse: str | None) -> semantic_steps.Fitted:
+    return semantic_steps.fit(store, inputs, published, settings, version, reuse)
 
 
 @task(name="semantic-embed", task_run_name="embed {shard}", **IO_RETRIES)
-def semantic_embed(store: Store, paths: RunPaths, stage: str, shard: str, embedder, quality_column: str) -> int:
-    table = store.read_present(*paths.stage(stage, shard), columns=["text", quality_column])
-    score = (np.asarray(table[quality_column].cast(pa.float64()).fill_null(-np.inf)) if quality_column in
-             table.column_names else np.zeros(table.num_rows))
-    vectors = embedder.embed(table["text"].combine_chunks())
-    store.write_bytes(semantic.to_bytes(vectors, semantic.sizes(table), score), *paths.work("semantic", f"{shard}.npz"))
-    return table.num_rows
+def semantic_embed(store: Store, paths: RunPaths, stage: str, shard: str, source: int, fitted: semantic_steps.Fitted,
+                   keep: str, quality_column: str) -> int:
+    return semantic_steps.embed(store, paths, stage, shard, source, fitted, keep, quality_column)
 
 
-@task(name="semantic-duplicates", task_run_name="semantic dedup: clusters and pairs", **IO_RETRIES)
-def semantic_duplicates(store: Store, paths: RunPaths, stage: str, shards: list[str], settings,
-                        published: list[tuple[str, ...]]) -> tuple[dict, dict]:
-    """Per shard, (rows removed, the ids they duplicate, their cosines), and the counts, over every shard and
-    the `published` vectors, which come first and are never removed."""
-    loaded = [semantic.from_bytes(store.read_bytes(*paths.work("semantic", f"{s}.npz"))) for s in shards]
-    run_vectors = np.concatenate([v for v, _, _ in loaded])
-    old_ids, old_vectors = semantic_index.read_vectors(store, published, run_vectors.shape[1])
-    ids = np.concatenate([old_ids] + [store.read_table(*paths.stage(stage, s), columns=["id"])["id"].to_numpy(
-        zero_copy_only=False) for s in shards])
-    preference = {"first": np.zeros(len(run_vectors)), "longest": np.concatenate([z for _, z, _ in loaded]),
-                  "quality": np.concatenate([q for _, _, q in loaded])}[settings.keep]
-    found = semantic.duplicates(np.concatenate([old_vectors, run_vectors]),
-                                np.concatenate([np.full(len(old_ids), np.inf), preference.astype(np.float64)]),
-                                settings.semantic)
-    ours = found["removed"] >= len(old_ids)  # a published document is never removed
-    removed, kept, cosine = found["removed"][ours], found["kept"][ours], found["cosine"][ours]
-    starts = np.cumsum([len(old_ids)] + [len(v) for v, _, _ in loaded])
-    shard_of = np.searchsorted(starts, removed, side="right") - 1
-    per_shard = {shards[i]: ((removed[shard_of == i] - starts[i]).tolist(), ids[kept[shard_of == i]].tolist(),
-                             cosine[shard_of == i].tolist()) for i in np.unique(shard_of)}
-    return per_shard, {"documents": len(run_vectors), "published": len(old_ids), "clusters": found["clusters"],
-                       "removed": len(removed)}
+@task(name="semantic-assign", task_run_name="published vectors {source}", **IO_RETRIES)
+def semantic_assign(store: Store, paths: RunPaths, parts: tuple[str, ...], source: int,
+                    fitted: semantic_steps.Fitted) -> int:
+    return semantic_steps.assign(store, paths, parts, source, fitted)
+
+
+@task(name="semantic-pairs", task_run_name="semantic pairs {task}", **IO_RETRIES)
+def semantic_pairs(store: Store, paths: RunPaths, shards: list[str], published: int, task: int, dims: int,
+                   threshold: float) -> dict:
+    return semantic_steps.pairs(store, paths, shards, published, task, dims, threshold)
 
 
 @task(name="semantic", task_run_name="semantic dedup {shard}", **IO_RETRIES)
-def semantic_shard(store: Store, paths: RunPaths, stage: str, shard: str, found: dict, version: str) -> StageCounts:
+def semantic_shard(store: Store, paths: RunPaths, stage: str, shard: str, found: dict, version: str,
+                   dims: int) -> StageCounts:
     """Drop the shard's semantic duplicates and keep the vectors of the rest in the version's index."""
-    table = store.read_table(*paths.stage(stage, shard))
-    rows, kept_ids, cosines = found.get(shard, ([], [], []))
-    kept, rejected = semantic.removed(table, rows, kept_ids, cosines)
-    dedup_steps.write_stage_outputs(store, paths, "semantic", shard, kept, rejected)
-    vectors, _, _ = semantic.from_bytes(store.read_bytes(*paths.work("semantic", f"{shard}.npz")))
-    semantic_index.write_vectors(store, version, shard, kept["id"].to_pylist(), np.delete(vectors, rows, axis=0))
-    return StageCounts.of(table.num_rows, kept, rejected)
+    return semantic_steps.remove(store, paths, stage, shard, found.get(shard, ([], [], [])), version, dims)
 
 
 @task(name="balance-counts", task_run_name="balance counts {shard}", **IO_RETRIES)

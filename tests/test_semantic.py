@@ -60,7 +60,7 @@ def test_a_later_version_loses_a_reworded_copy_of_a_published_document(tmp_path)
 
     out = tmp_path / "out"
     data = e2e_config(str(E2E / "*.jsonl*"), str(out), incremental=True)
-    data["dedup"] = {"against_published": True, "semantic": {"enabled": True, "threshold": 0.9}}
+    data["dedup"] = {"against_published": True, "semantic": {"enabled": True, "threshold": 0.9, "pairs_task_rows": 10}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
     first = run_pipeline(load_config(tmp_path / "c.yaml", {"export.version": "v1"}))
     assert first["stages"]["semantic"] == {"in": 28, "kept": 27, "quarantined": 0, "rejected": {"dedup.semantic": 1}}
@@ -90,3 +90,59 @@ def test_a_later_version_loses_a_reworded_copy_of_a_published_document(tmp_path)
     index = json.loads((out / "index" / "v2" / "index.json").read_text())
     assert index["semantic"] == {"embedder": "v1", "dims": 128, "shards": index["shards"]}
     assert not (out / "index" / "v2" / "semantic" / "embedder.npz").exists()
+
+
+def test_pairs_split_over_tasks_find_what_one_task_finds(tmp_path):
+    """Clusters spread over pairs tasks (each reads only its row group of every shard) give the removals one
+    task gives; the copies in the third shard, every twentieth word changed, lose to their originals."""
+    import gzip
+    import json
+
+    from tasks.io.layout import RunPaths
+    from tasks.io.storage import Store
+    from tasks.text import semantic_index, semantic_steps
+
+    from conftest import E2E
+
+    rows = [json.loads(line) for line in gzip.open(E2E / "part-a.jsonl.gz", "rt")]
+    originals = [r for r in rows if len(r["text"].split()) >= 80][:24]
+    copies = [{"id": f"copy-{r['id']}", "text": " ".join("changed" if i % 20 == 3 else w for i, w in
+                                                       enumerate(r["text"].split()))} for r in originals[:6]]
+    store, paths = Store(str(tmp_path)), RunPaths("r")
+    shards = {"s0": originals[:12], "s1": originals[12:], "s2": copies}
+    for name, docs in shards.items():
+        store.write_table(pa.Table.from_pylist(docs), *paths.stage("dedup", name))
+    inputs = [paths.stage("dedup", name) for name in shards]
+
+    def found(pairs_task_rows: int) -> tuple[int, dict]:
+        settings = SemanticDedupSettings(enabled=True, threshold=0.85, pairs_task_rows=pairs_task_rows)
+        fitted = semantic_steps.fit(store, inputs, [], settings, "v1", None)
+        for source, name in enumerate(shards):
+            semantic_steps.embed(store, paths, "dedup", name, source, fitted, "first", "quality_score")
+        return fitted, semantic_steps.merge([semantic_steps.pairs(store, paths, list(shards), 0, task,
+                                                                  fitted.embedder.dims, 0.85)
+                                             for task in range(fitted.tasks)])
+
+    one_fitted, one = found(1000)
+    many_fitted, many = found(10)
+    assert (one_fitted.tasks, many_fitted.tasks, len(many_fitted.centroids)) == (1, 3, 6)  # ceil(30 / 10), ceil(sqrt(30))
+    by_task = store.read_table(*paths.work("semantic", "s0"))["task"].to_pylist()
+    assert pq_row_groups(store, paths.work("semantic", "s0")) == len(set(by_task))
+    assert {k: sorted(zip(*v)) for k, v in many.items()} == {k: sorted(zip(*v)) for k, v in one.items()}
+    rows, kept, cosine = many["s2"]
+    assert sorted(zip(rows, kept)) == [(i, r["id"]) for i, r in enumerate(originals[:6])]
+    assert min(cosine) >= 0.85 and set(many) == {"s2"}
+
+    counts = semantic_steps.remove(store, paths, "dedup", "s2", many["s2"], "v1", many_fitted.embedder.dims)
+    assert (counts.entered, counts.kept, counts.rejected) == (6, 0, {"dedup.semantic": 6})
+    counts = semantic_steps.remove(store, paths, "dedup", "s0", ([], [], []), "v1", many_fitted.embedder.dims)
+    ids, vectors = semantic_index.read_vectors(store, ("index", "v1", "semantic", "s0.npz"))
+    assert ids.tolist() == [r["id"] for r in originals[:12]] and vectors.shape == (12, many_fitted.embedder.dims)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-2)
+
+
+def pq_row_groups(store, parts) -> int:
+    import pyarrow.parquet as pq
+
+    with store.fs.open(store.path(*parts), "rb") as f:
+        return pq.ParquetFile(f).metadata.num_row_groups

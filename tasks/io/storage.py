@@ -112,7 +112,18 @@ class Store:
         """Write a Parquet file atomically; returns its size in bytes and sha256."""
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd", row_group_size=row_group_size or None)
-        data = buf.getvalue()
+        return self._write_parquet(buf.getvalue(), *parts)
+
+    def write_row_groups(self, groups: list[pa.Table], *parts: str) -> dict:
+        """A Parquet file with a row group per table of `groups` (one schema), so that a reader filtering on
+        a column each group holds one value of reads its group only."""
+        buf = io.BytesIO()
+        with pq.ParquetWriter(buf, groups[0].schema, compression="zstd") as writer:
+            for group in groups:
+                writer.write_table(group, row_group_size=max(1, group.num_rows))
+        return self._write_parquet(buf.getvalue(), *parts)
+
+    def _write_parquet(self, data: bytes, *parts: str) -> dict:
         self.write_bytes(data, *parts)
         return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 

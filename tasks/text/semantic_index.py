@@ -55,11 +55,10 @@ def write_vectors(store: Store, version: str, shard: str, ids: list[str], vector
     store.write_bytes(out.getvalue(), *layout.index(version, "semantic", f"{shard}.npz"))
 
 
-def read_vectors(store: Store, files: list[tuple[str, ...]], dims: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, float32 vectors) of every published document in `files`, oldest version first."""
-    loaded = [np.load(io.BytesIO(store.read_bytes(*parts))) for parts in files]
-    return (np.concatenate([f["ids"].astype(object) for f in loaded] or [np.zeros(0, dtype=object)]),
-            np.concatenate([f["vectors"].astype(np.float32) for f in loaded] or [np.zeros((0, dims), np.float32)]))
+def read_vectors(store: Store, parts: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, float32 vectors) of the published documents of one file."""
+    stored = np.load(io.BytesIO(store.read_bytes(*parts)))
+    return stored["ids"].astype(object), stored["vectors"].astype(np.float32)
 
 
 def index_entry(embedder: str, settings: SemanticDedupSettings, shards: list[str]) -> dict:
