@@ -9,6 +9,7 @@ the documents each pairs task holds, and k-means with SciPy against faiss.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import sys
 import time
@@ -49,13 +50,13 @@ def throughput(docs: int) -> None:
     """The flow's steps in this process over shards of 10,000 documents: fit, embed per shard, pairs per task."""
     write_corpus(CORPUS, docs, files=4)
     store, paths = Store(str(CORPUS / "store")), RunPaths("bench")
-    texts = [json.loads(line)["text"] for path in sorted((CORPUS / "docs").glob("*.jsonl"))
-             for line in open(path, encoding="utf-8")]
-    shards = [f"part-{i:05d}.parquet" for i in range(0, len(texts), SHARD)]
-    for i, shard in enumerate(shards):
-        store.write_table(pa.table({"id": [str(j) for j in range(i * SHARD, (i + 1) * SHARD)][:len(texts) - i * SHARD],
-                                    "text": texts[i * SHARD:(i + 1) * SHARD]}), *paths.stage("dedup", shard))
-    del texts
+    shards = []
+    for path in sorted((CORPUS / "docs").glob("*.jsonl")):  # a shard at a time: the peak memory is the steps'
+        with open(path, encoding="utf-8") as lines:
+            while chunk := [json.loads(line)["text"] for line in itertools.islice(lines, SHARD)]:
+                shards.append(f"part-{len(shards):05d}.parquet")
+                store.write_table(pa.table({"id": [f"{len(shards)}-{j}" for j in range(len(chunk))], "text": chunk}),
+                                  *paths.stage("dedup", shards[-1]))
     settings = SemanticDedupSettings(enabled=True)
     started = time.perf_counter()
     fitted = semantic_steps.fit(store, [paths.stage("dedup", s) for s in shards], [], settings, "bench", None)

@@ -241,7 +241,7 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
     export.publish(store, version, manifest, export.dataset_card(manifest, modality.noun, modality.card(manifest)),
                    report_html)
     dedup_index.commit(store, version, shards, exported_rows, dedup_settings, semantic=clustering.get("semantic") and
-                       semantic_index.index_entry(clustering["semantic"]["embedder"], config.dedup.semantic, shards))
+                       semantic_index.index_entry(clustering["semantic"], config.dedup.semantic, shards))
     laps.lap("report and publish")
     summary = {"run_id": paths.run_id, "modality": config.modality, "version": version,
                "published": store.url(*layout.version(version)), "stages": stage_counts,

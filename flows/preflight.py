@@ -1,7 +1,7 @@
 """What a run needs before it starts, checked in seconds: every source matches files, the output takes
-writes (its bucket exists: none is ever created), the gates' suites, the tokenizer and the quality model are
-there and any named credential resolves. `curate check` prints every problem; a run stops on the first,
-before any work."""
+writes (its bucket exists: none is ever created), the gates' suites, the tokenizer, the quality model and
+semantic dedup's model are there and any named credential resolves. `curate check` prints every problem; a
+run stops on the first, before any work."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from flows.config import PipelineConfig
 from tasks import collect, gates, modalities
 from tasks.io import secrets
 from tasks.io.storage import OutputUnusable, Store
-from tasks.text import tokens
+from tasks.text import fasttext_vectors, tokens
 from tasks.text.preprocess import quality_classifier
 
 
@@ -55,7 +55,7 @@ def output_and_suites(config: PipelineConfig, store: Store) -> list[str]:
             tokens.identity(tokens.read_local(tokenizer.path), tokenizer, tokenizer.path)
         except tokens.TokenizerError as e:
             found.append(f"export.tokenizer: {e}")
-    return found + quality_model(config)
+    return found + quality_model(config) + semantic_model(config)
 
 
 def quality_model(config: PipelineConfig) -> list[str]:
@@ -75,6 +75,18 @@ def quality_model(config: PipelineConfig) -> list[str]:
         return [str(e)]
     except OSError as e:
         return [f"preprocess.quality_classifier: {type(e).__name__}: {e}"]
+    return []
+
+
+def semantic_model(config: PipelineConfig) -> list[str]:
+    """Semantic dedup's fastText model reads as one that gives sentence vectors."""
+    settings = getattr(getattr(config.dedup, "semantic", None), "model", None)
+    if not settings or not config.dedup.semantic.enabled:
+        return []
+    try:
+        fasttext_vectors.FastTextVectors(settings)
+    except fasttext_vectors.FastTextModelError as e:
+        return [f"dedup.semantic.model: {e}"]
     return []
 
 

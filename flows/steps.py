@@ -15,7 +15,7 @@ from tasks.export import balance, balance_report
 from tasks.io.layout import RunPaths
 from tasks.io.storage import Store
 from tasks.records import StageCounts
-from tasks.text import semantic_index, semantic_steps
+from tasks.text import fasttext_vectors, semantic_index, semantic_steps
 
 
 def dedup_stage(store: Store, paths: RunPaths, shards: list[str], version: str, documents: int, settings,
@@ -36,8 +36,9 @@ def semantic_stage(store: Store, paths: RunPaths, shards: list[str], stage: str,
     """Semantic dedup after exact and MinHash (tasks.text.semantic_steps): fit (or reuse the published
     embedding) and the clusters, embed per shard, pair cluster by cluster with each other and with the
     published vectors, remove."""
-    published = (semantic_index.published(store, settings.semantic) if settings.against_published
-                 else semantic_index.Published())
+    model = fasttext_vectors.model_name(settings.semantic.model) if settings.semantic.model else None
+    published = (semantic_index.published(store, settings.semantic, model) if settings.against_published
+                 else semantic_index.Published(model))
     fitted = stages.semantic_fit.submit(store, [paths.stage(stage, s) for s in shards], published.vectors,
                                         settings.semantic, version, published.embedder).result()
     old = len(published.vectors)
@@ -54,7 +55,7 @@ def semantic_stage(store: Store, paths: RunPaths, shards: list[str], stage: str,
         unmapped(fitted.embedder.dims)))
     return counts, {"documents": fitted.documents, "published": fitted.published, "clusters": len(fitted.centroids),
                     "removed": sum(len(rows) for rows, _, _ in found.values()),
-                    "embedder": published.embedder or version}
+                    "embedder": published.embedder or version, "dims": fitted.embedder.dims}
 
 
 def quality_top_stage(store: Store, paths: RunPaths, shards: list[str], stage: str,

@@ -175,5 +175,5 @@ def test_a_run_with_the_classifier_and_semantic_dedup_accounts_for_every_removal
     assert f"sha256 `{model['sha256']}`" in card and f"accuracy {model['held_out']['accuracy']}" in card
     exported = ds.dataset([str(p) for p in sorted(version.glob("*/*.parquet"))], format="parquet").to_table()
     assert manifest["dedup"]["semantic"] == {"documents": 27, "published": 0, "clusters": 6, "removed": 1,
-                                             "embedder": "v1"}
+                                             "embedder": "v1", "dims": 26}  # 27 documents fitted
     assert exported.num_rows == 13 and min(exported["quality_score"].to_pylist()) == model["keep_top"]["min_score"]

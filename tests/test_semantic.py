@@ -86,7 +86,7 @@ def test_a_later_version_loses_a_reworded_copy_of_a_published_document(tmp_path)
     assert (removed["id"], removed["duplicate_of"]) == ("reworded", v1["id"])
     manifest = json.loads((out / "versions" / "v2" / "manifest.json").read_text())
     assert manifest["dedup"]["semantic"] == {"documents": 2, "published": 27, "clusters": 6,  # ceil(sqrt(29))
-                                             "removed": 1, "embedder": "v1"}
+                                             "removed": 1, "embedder": "v1", "dims": 27}  # 28 documents fitted
     index = json.loads((out / "index" / "v2" / "index.json").read_text())
     assert index["semantic"] == {"embedder": "v1", "dims": 128, "shards": index["shards"]}
     assert not (out / "index" / "v2" / "semantic" / "embedder.npz").exists()

@@ -3,7 +3,8 @@ MinHash (word n-gram overlap) misses.
 
 Embeddings are latent semantic analysis trained on the run's own documents, so nothing is downloaded:
 TF-IDF of hashed word unigrams and bigrams (the quality classifier's features, 2^15 buckets) projected on
-their top `dims` singular vectors, fitted on a sample of up to `sample` documents, L2-normalised. k-means
+their top `dims` singular vectors, fitted on a sample of up to `sample` documents, L2-normalised; or the
+sentence vectors of a local fastText model (`model`, tasks.text.fasttext_vectors). k-means
 (SciPy) on a sample gives the centroids, each document goes to its nearest; within each cluster, documents are
 taken best first by dedup's `keep` rule, and one whose cosine to a better one is >= `threshold` is a duplicate
 of the most similar. It runs after exact and MinHash dedup as its own stage, the steps over storage in
@@ -36,7 +37,10 @@ class SemanticDedupSettings(Settings):
         "cosine of two embeddings at which they are duplicates (on the shared sample, pairs at 0.998 are "
         "templated near-copies; at 0.99 different texts of one genre pair up)"))
     n_clusters: int | None = Field(None, ge=1, description="k-means clusters; default: the square root of the documents")
-    dims: int = Field(128, ge=2, le=256, description="embedding dimensions (singular vectors kept)")
+    model: str | None = Field(None, description=(
+        "a local fastText .bin (fasttext skipgram or cbow) whose sentence vectors are the embedding; default: "
+        "latent semantic analysis fitted on the run's own documents"))
+    dims: int = Field(128, ge=2, le=256, description="embedding dimensions (singular vectors kept; a model has its own)")
     sample: int = Field(20_000, ge=10, description="documents the embedding and the clusters are fitted on")
     pairs_task_rows: int = Field(200_000, ge=2, description=(
         "documents one pairs task holds, about (their vectors take dims x 4 bytes each): clusters are spread "

@@ -3,10 +3,11 @@
     index/<version>/semantic/embedder.npz   the embedding this version fitted (idf, basis)
     index/<version>/semantic/<shard>.npz    id and vector of every document its semantic stage kept
 
-A version's index.json names the version whose embedding it used (its own, or an earlier one it reused).
-Vectors are comparable only under one embedding, so a run with `dedup.against_published` embeds with the
-newest published embedding of its `dims` and matches its documents against every version embedded by it;
-versions embedded otherwise are left out, as MinHash leaves out keys made with other sketch settings.
+A version's index.json names the embedding it used: the version whose LSA embedding it fitted or reused,
+or the fastText model's sha256 (the model stays the user's file). Vectors are comparable only under one
+embedding, so a run with `dedup.against_published` embeds with the newest published LSA embedding of its
+`dims` (or with its model) and matches its documents against every version embedded by it; versions
+embedded otherwise are left out, as MinHash leaves out keys made with other sketch settings.
 """
 
 from __future__ import annotations
@@ -28,11 +29,16 @@ class Published:
     vectors: list[tuple[str, ...]] = field(default_factory=list)
 
 
-def published(store: Store, settings: SemanticDedupSettings) -> Published:
+def published(store: Store, settings: SemanticDedupSettings, model: str | None) -> Published:
+    """What to match against: with a fastText `model` (its `model_name`), the versions it embedded; else the
+    newest version's own embedding of `settings.dims` and the versions embedded by it."""
+    def same(entry: dict) -> bool:
+        return entry["embedder"] == model if model else (entry["dims"] == settings.dims and
+                                                          not entry["embedder"].startswith("fasttext:"))
     versions = sorted((v for v in store.read_jsons(*layout.index("*", "index.json")).values()
-                       if v.get("semantic", {}).get("dims") == settings.dims), key=lambda v: (v["created"], v["version"]))
+                       if "semantic" in v and same(v["semantic"])), key=lambda v: (v["created"], v["version"]))
     if not versions:
-        return Published()
+        return Published(model)
     embedder = versions[-1]["semantic"]["embedder"]
     return Published(embedder, [layout.index(v["version"], "semantic", f"{shard}.npz") for v in versions
                                 if v["semantic"]["embedder"] == embedder for shard in v["semantic"]["shards"]])
@@ -61,6 +67,9 @@ def read_vectors(store: Store, parts: tuple[str, ...]) -> tuple[np.ndarray, np.n
     return stored["ids"].astype(object), stored["vectors"].astype(np.float32)
 
 
-def index_entry(embedder: str, settings: SemanticDedupSettings, shards: list[str]) -> dict:
-    """The `semantic` part of a version's index.json."""
-    return {"embedder": embedder, "dims": settings.dims, "shards": shards}
+def index_entry(stats: dict, settings: SemanticDedupSettings, shards: list[str]) -> dict:
+    """The `semantic` part of a version's index.json: the embedding (a version's name, or a fastText model's
+    `fasttext:<sha256>`), its `dims` (LSA's setting, which later runs match on; a model's own) and the shards
+    whose vectors are kept."""
+    return {"embedder": stats["embedder"], "dims": stats["dims"] if settings.model else settings.dims,
+            "shards": shards}

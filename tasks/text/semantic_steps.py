@@ -25,6 +25,7 @@ from tasks.io.layout import RunPaths
 from tasks.io.storage import Store
 from tasks.records import StageCounts
 from tasks.text import semantic, semantic_index
+from tasks.text.fasttext_vectors import FastTextVectors
 from tasks.text.semantic import Embedder, SemanticDedupSettings
 
 PARTS = pa.schema([("task", pa.int32()), ("cluster", pa.int32()), ("order", pa.int64()), ("id", pa.string()),
@@ -33,7 +34,7 @@ PARTS = pa.schema([("task", pa.int32()), ("cluster", pa.int32()), ("order", pa.i
 
 @dataclass
 class Fitted:
-    embedder: Embedder
+    embedder: Embedder | FastTextVectors
     centroids: np.ndarray  # (clusters, dims) float32
     tasks: int             # pairs tasks the clusters are spread over
     documents: int         # of this run
@@ -42,12 +43,14 @@ class Fitted:
 
 def fit(store: Store, inputs: list[tuple[str, ...]], published: list[tuple[str, ...]], settings: SemanticDedupSettings,
         version: str, reuse: str | None) -> Fitted:
-    """The embedding of version `reuse` from the index, or one fitted on the first documents of every shard
-    (kept in this version's index); then the centroids, on those documents' vectors and a random share of
-    every published file's, up to `settings.sample` in all."""
+    """The fastText model of `settings.model`, the embedding of version `reuse` from the index, or one fitted
+    on the first documents of every shard (kept in this version's index); then the centroids, on those
+    documents' vectors and a random share of every published file's, up to `settings.sample` in all."""
     per_source = -(-settings.sample // max(1, len(inputs) + len(published)))
     texts, documents = first_texts(store, inputs, per_source)
-    if reuse:
+    if settings.model:
+        embedder = FastTextVectors(settings.model)
+    elif reuse:
         embedder = semantic_index.read_embedder(store, reuse)
     else:
         embedder = semantic.train(texts, settings)

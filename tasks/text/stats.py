@@ -51,7 +51,7 @@ def card(manifest: dict) -> str:
     loader = 'train = ds.dataset(files, format="parquet")  # or datasets.load_dataset("parquet", data_files=files)'
     return (f"## Languages (top 20)\n| language | documents |\n|---|---|\n{rows}\n\n"
             f"## Load it\n{load_snippet(manifest, 'import pyarrow.dataset as ds' + chr(10) + loader)}\n"
-            + quality_card(manifest) + tokens_card(manifest))
+            + quality_card(manifest) + semantic_card(manifest) + tokens_card(manifest))
 
 
 def quality_card(manifest: dict) -> str:
@@ -64,6 +64,20 @@ def quality_card(manifest: dict) -> str:
                f"{held['precision']}, recall {held['recall']}, accuracy {held['accuracy']}.\n" if held else "")
     return (f"\n## Quality classifier\nEvery document has `quality_score`, the probability that it is good, from "
             f"`{model['file']}` in this folder (sha256 `{model['sha256']}`, {model['origin']}).\n{figures}")
+
+
+def semantic_card(manifest: dict) -> str:
+    """Semantic dedup: what embedded the documents and how many it removed."""
+    found = manifest.get("dedup", {}).get("semantic")
+    if not found:
+        return ""
+    embedder = (f"the fastText model of sha256 `{found['embedder'].removeprefix('fasttext:')}`"
+                if found["embedder"].startswith("fasttext:") else
+                f"latent semantic analysis fitted in version `{found['embedder']}`")
+    against = f", and against {found['published']:,} published documents" if found["published"] else ""
+    return (f"\n## Semantic dedup\n{found['removed']:,} of {found['documents']:,} documents were removed as "
+            f"rewordings of others (rule `dedup.semantic`), compared within {found['clusters']:,} k-means clusters"
+            f"{against}; the embedding ({found['dims']} dimensions) is {embedder}.\n")
 
 
 def tokens_card(manifest: dict) -> str:
