@@ -4,6 +4,7 @@ dedup remove, with the pairs side by side for a person to judge the threshold; t
 the documents each pairs task holds, and k-means with SciPy against faiss.
 
     .venv/bin/python -m bench.semantic_dedup [DOCS] [PAIRS_SHOWN]
+    .venv/bin/python -m bench.semantic_dedup --model MODEL.bin [PAIRS_SHOWN]   # a fastText model's vectors
 """
 
 from __future__ import annotations
@@ -25,21 +26,28 @@ from tasks.text.dedup import TextDedupSettings
 from tasks.io.layout import RunPaths
 from tasks.io.storage import Store
 from tasks.text import semantic, semantic_steps
+from tasks.text.fasttext_vectors import FastTextVectors
 from tasks.text.semantic import SemanticDedupSettings, duplicates, train
 
 CORPUS = Path("/tmp/curate-bench/semantic")
 SHARD = 10_000
 
 
-def beyond_minhash(shown: int) -> None:
+def beyond_minhash(shown: int, model: str | None = None) -> None:
+    """With `model` (a fastText .bin), its sentence vectors instead of LSA fitted on the sample."""
     texts = [json.loads(line)["text"] for line in gzip.open(SAMPLE, "rt", encoding="utf-8")]
     table = pa.table({"id": [str(i) for i in range(len(texts))], "text": texts})
     ((kept, removed, _),), _, _ = dedup_tables([table], TextDedupSettings())
     settings = SemanticDedupSettings(enabled=True)
     column = kept["text"].combine_chunks()
-    found = duplicates(train(column, settings).embed(column), np.zeros(kept.num_rows), settings)
+    started = time.perf_counter()
+    embedder = FastTextVectors(model) if model else train(column, settings)
+    vectors = embedder.embed(column)
+    seconds = time.perf_counter() - started
+    found = duplicates(vectors, np.zeros(kept.num_rows), settings)
     print(f"shared sample: {len(texts):,} documents; exact + MinHash remove {removed.num_rows}; semantic dedup at "
-          f"cosine >= {settings.threshold} removes {len(found['removed'])} more")
+          f"cosine >= {settings.threshold} with {model or 'LSA'} removes {len(found['removed'])} more "
+          f"(fit and embed {seconds:.1f} s, {kept.num_rows / seconds:,.0f} docs/s)")
     rows = kept["text"].to_pylist()
     for i in np.random.default_rng(1).permutation(len(found["removed"]))[:shown]:
         print(f"--- cosine {found['cosine'][i]:.4f}\n  kept:    {rows[found['kept'][i]][:150]!r}\n"
@@ -100,5 +108,8 @@ def kmeans_backends(sample: np.ndarray, k: int) -> None:
 
 
 if __name__ == "__main__":
-    beyond_minhash(int(sys.argv[2]) if len(sys.argv) > 2 else 12)
-    throughput(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)
+    if len(sys.argv) > 1 and sys.argv[1] == "--model":  # pairs beyond MinHash with a fastText model's vectors
+        beyond_minhash(int(sys.argv[3]) if len(sys.argv) > 3 else 12, sys.argv[2])
+    else:
+        beyond_minhash(int(sys.argv[2]) if len(sys.argv) > 2 else 12)
+        throughput(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)

@@ -71,7 +71,8 @@ class FastTextVectors:
         norms = np.linalg.norm(vectors, axis=1)
         vectors = vectors / np.maximum(norms, 1e-12)[:, None]
         doc = np.repeat(np.arange(len(texts)), np.asarray(pc.list_value_length(tokens).fill_null(0)))
-        counts = sparse.csr_matrix((np.ones(len(doc)), (doc, encoded.indices.to_numpy())), (len(texts), len(unique)))
+        counts = sparse.csr_matrix((np.ones(len(doc), np.float32), (doc, encoded.indices.to_numpy())),
+                                   (len(texts), len(unique)))
         summed = counts @ vectors
         lengths = np.linalg.norm(summed, axis=1, keepdims=True)
         return (summed / np.maximum(lengths, 1e-12)).astype(np.float32)
@@ -79,37 +80,49 @@ class FastTextVectors:
     def word_vectors(self, words: pa.Array) -> np.ndarray:
         """(words, dims): fastText's `get_word_vector` of each."""
         ids = np.asarray(pc.index_in(words, value_set=self.words).fill_null(-1))
-        grams = [self.ngrams(word) for word in words.to_pylist()]
-        per_word = np.array([len(g) for g in grams], dtype=np.int64)
-        hashed = [g for word in grams for g in word]
         known = np.flatnonzero(ids >= 0)
-        rows = np.concatenate([np.repeat(np.arange(len(words)), per_word), known])
-        columns = np.concatenate([self.nwords + fnv1a(hashed) % self.bucket if hashed else np.zeros(0, np.int64),
-                                  ids[known]])
+        owner, gram = self.subwords(words)
+        rows, columns = np.concatenate([owner, known]), np.concatenate([self.nwords + gram, ids[known]])
         touched, columns = np.unique(columns, return_inverse=True)
-        weights = 1.0 / (per_word + (ids >= 0))[rows]
+        weights = (1.0 / np.bincount(rows, minlength=len(words))[rows]).astype(np.float32)
         mean = sparse.csr_matrix((weights, (rows, columns)), (len(words), len(touched)))
-        return mean @ np.asarray(self.input[touched], dtype=np.float64)
+        return mean @ self.input[touched]  # in float32, as fastText
 
-    def ngrams(self, word: str) -> list[str]:
-        """The character n-grams of `<word>`, `minn` to `maxn` characters long (none for the end-of-line word)."""
-        if word == "</s>" or not self.bucket:
-            return []
-        marked = f"<{word}>"
-        return [marked[i:i + n] for i in range(len(marked)) for n in range(max(1, self.minn), self.maxn + 1)
-                if i + n <= len(marked) and not (n == 1 and (i == 0 or i + n == len(marked)))]
+    def subwords(self, words: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """(word, bucket) of every character n-gram, `minn` to `maxn` characters, of each `<word>` (none of the
+        end-of-line word `</s>`), as fastText's computeSubwords, over the UTF-8 bytes of all words at once."""
+        empty = (np.zeros(0, np.int64),) * 2
+        if not self.bucket or not len(words):
+            return empty
+        marked = pc.binary_join_element_wise("<", words.cast(pa.string()), ">", "").cast(pa.binary())
+        offsets = np.frombuffer(marked.buffers()[1], np.int32, len(marked) + 1, marked.offset * 4).astype(np.int64)
+        data = np.frombuffer(marked.buffers()[2], np.uint8)[:offsets[-1]]
+        starts = np.flatnonzero((data & 0xC0) != 0x80)  # where each character begins
+        starts = starts[starts >= offsets[0]]
+        word = np.searchsorted(offsets, starts, side="right") - 1
+        chars = np.bincount(word, minlength=len(marked))
+        position = np.arange(len(starts)) - np.r_[0, np.cumsum(chars)[:-1]][word]
+        bounds = np.insert(starts, np.cumsum(chars), offsets[1:])  # a word's characters, then its end
+        eos = np.asarray(pc.equal(words, "</s>").fill_null(False))[word]
+        owners, grams = [], []
+        for n in range(max(1, self.minn), self.maxn + 1):
+            fits = (position + n <= chars[word]) & ~eos
+            if n == 1:  # "<" and ">" alone are not n-grams
+                fits &= (position != 0) & (position + 1 != chars[word])
+            c = np.flatnonzero(fits)
+            owners.append(word[c])
+            grams.append(fnv1a(data, bounds[c + word[c]], bounds[c + word[c] + n]) % self.bucket)
+        return (np.concatenate(owners), np.concatenate(grams)) if owners else empty
 
 
-def fnv1a(texts: list[str]) -> np.ndarray:
-    """fastText's 32-bit FNV-1a of each text's UTF-8 bytes, each byte sign-extended first, as its C++ does."""
-    data = [t.encode() for t in texts]
-    width = max(len(d) for d in data)
-    padded = np.frombuffer(b"".join(d.ljust(width, b"\0") for d in data), np.int8).reshape(len(data), width)
-    lengths = np.array([len(d) for d in data])
-    h = np.full(len(data), 2166136261, np.uint32)
-    for j in range(width):
-        step = (h ^ padded[:, j].astype(np.int32).astype(np.uint32)) * np.uint32(16777619)
-        h = np.where(j < lengths, step, h)
+def fnv1a(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """fastText's 32-bit FNV-1a of each byte range of `data`, each byte sign-extended first, as its C++ does."""
+    h = np.full(len(starts), 2166136261, np.uint32)
+    lengths = ends - starts
+    for k in range(int(lengths.max(initial=0))):
+        at = np.flatnonzero(lengths > k)
+        byte = data[starts[at] + k].view(np.int8).astype(np.int32).astype(np.uint32)
+        h[at] = (h[at] ^ byte) * np.uint32(16777619)
     return h.astype(np.int64)
 
 
