@@ -146,3 +146,18 @@ def pq_row_groups(store, parts) -> int:
 
     with store.fs.open(store.path(*parts), "rb") as f:
         return pq.ParquetFile(f).metadata.num_row_groups
+
+
+def test_row_groups_by_pairs_task_and_heads_read_over_s3(s3):
+    """A pairs task reads its row group only; the fit reads a shard's first rows and its row count."""
+    from tasks.io.storage import Store
+
+    _, options = s3
+    store = Store("s3://curate/out", options)
+    groups = [pa.table({"task": [t] * n, "row": list(range(n))}) for t, n in [(0, 3), (1, 2), (2, 4)]]
+    store.write_row_groups(groups, "parts.parquet")
+    assert pq_row_groups(store, ("parts.parquet",)) == 3
+    assert store.read_table("parts.parquet", filters=[("task", "=", 1)]).to_pylist() == [
+        {"task": 1, "row": 0}, {"task": 1, "row": 1}]
+    head, rows = store.read_head("parts.parquet", columns=["row"], rows=4)
+    assert (head["row"].to_pylist(), rows) == ([0, 1, 2, 0], 9)  # across row groups

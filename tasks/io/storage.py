@@ -140,6 +140,19 @@ class Store:
             file = pq.ParquetFile(f)
             return file.read(columns=[c for c in columns if c in file.schema_arrow.names])
 
+    def read_head(self, *parts: str, columns: list[str], rows: int) -> tuple[pa.Table, int]:
+        """The first `rows` rows of `columns`, reading only the row groups they are in, and the file's rows."""
+        with self.fs.open(self.path(*parts), "rb") as f:
+            file = pq.ParquetFile(f)
+            batches, taken = [], 0
+            for batch in file.iter_batches(batch_size=max(1, rows), columns=columns):
+                if taken >= rows:
+                    break
+                batches.append(batch)
+                taken += batch.num_rows
+            table = pa.Table.from_batches(batches, file.schema_arrow.empty_table().select(columns).schema)
+            return table.slice(0, rows), file.metadata.num_rows
+
     def read_schema(self, *parts: str) -> pa.Schema:
         with self.fs.open(self.path(*parts), "rb") as f:
             return pq.read_schema(f)

@@ -68,10 +68,11 @@ def fit(store: Store, inputs: list[tuple[str, ...]], published: list[tuple[str, 
 
 
 def first_texts(store: Store, inputs: list[tuple[str, ...]], per_source: int) -> tuple[pa.Array, int]:
-    """The first `per_source` texts of every shard, and how many documents the shards hold."""
-    columns = [store.read_table(*parts, columns=["text"])["text"].combine_chunks() for parts in inputs]
-    return (pa.concat_arrays([c[:per_source] for c in columns]) if columns else pa.array([], pa.string()),
-            sum(len(c) for c in columns))
+    """The first `per_source` texts of every shard (all that is read of it), and how many documents the
+    shards hold."""
+    heads = [store.read_head(*parts, columns=["text"], rows=per_source) for parts in inputs]
+    return (pa.concat_arrays([head["text"].combine_chunks() for head, _ in heads]) if heads else pa.array([], pa.string()),
+            sum(rows for _, rows in heads))
 
 
 def _parts(ids: np.ndarray, vectors: np.ndarray, preference: np.ndarray, source: int, fitted: Fitted) -> list[pa.Table]:
