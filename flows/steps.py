@@ -51,8 +51,8 @@ def semantic_stage(store: Store, paths: RunPaths, shards: list[str], stage: str,
         unmapped(store), unmapped(paths), unmapped(shards), unmapped(old), list(range(fitted.tasks)),
         unmapped(fitted.embedder.dims), unmapped(settings.semantic.threshold)), "semantic pairs"))
     counts = StageCounts.total(f.result() for f in stages.semantic_shard.map(
-        unmapped(store), unmapped(paths), unmapped(stage), shards, unmapped(found), unmapped(version),
-        unmapped(fitted.embedder.dims)))
+        unmapped(store), unmapped(paths), unmapped(stage), shards, [found.get(s, ([], [], [])) for s in shards],
+        unmapped(version), unmapped(fitted.embedder.dims)))
     return counts, {"documents": fitted.documents, "published": fitted.published, "clusters": len(fitted.centroids),
                     "removed": sum(len(rows) for rows, _, _ in found.values()),
                     "embedder": published.embedder or version, "dims": fitted.embedder.dims}

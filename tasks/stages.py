@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import task, unmapped
 
@@ -132,10 +130,11 @@ def semantic_pairs(store: Store, paths: RunPaths, shards: list[str], published: 
 
 
 @task(name="semantic", task_run_name="semantic dedup {shard}", **IO_RETRIES)
-def semantic_shard(store: Store, paths: RunPaths, stage: str, shard: str, found: dict, version: str,
-                   dims: int) -> StageCounts:
-    """Drop the shard's semantic duplicates and keep the vectors of the rest in the version's index."""
-    return semantic_steps.remove(store, paths, stage, shard, found.get(shard, ([], [], [])), version, dims)
+def semantic_shard(store: Store, paths: RunPaths, stage: str, shard: str, found: tuple[list, list, list],
+                   version: str, dims: int) -> StageCounts:
+    """Drop the shard's semantic duplicates (`found`: its rows, the ids they duplicate, the cosines) and keep
+    the vectors of the rest in the version's index."""
+    return semantic_steps.remove(store, paths, stage, shard, found, version, dims)
 
 
 @task(name="balance-counts", task_run_name="balance counts {shard}", **IO_RETRIES)
