@@ -101,7 +101,9 @@ def _unpack(column: pa.ChunkedArray, dims: int) -> np.ndarray:
         return np.zeros((0, dims), np.float32)
     start = int(np.frombuffer(array.buffers()[1], np.int32, count=1, offset=array.offset * 4)[0])
     data = np.frombuffer(array.buffers()[2], np.float16, count=len(array) * dims, offset=start)
-    return data.reshape(len(array), dims).astype(np.float32)
+    vectors = data.reshape(len(array), dims).astype(np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)  # of length 1 again: float16 rounding left 1 +- 1e-3
+    return vectors / np.where(norms > 0, norms, 1)
 
 
 def embed(store: Store, paths: RunPaths, stage: str, shard: str, source: int, fitted: Fitted, keep: str,
