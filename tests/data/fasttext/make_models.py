@@ -1,6 +1,6 @@
 """Makes the fastText models beside this file, and what fastText itself says of them (expected.json), which
-tests/test_fasttext_vectors.py checks curate's reader against. Needs the full fastText package, which curate
-does not depend on (it does not build with NumPy 2; its wheel's vectors do not need NumPy 2):
+tests/test_fasttext_vectors.py checks curate's reader against. Needs fastText's trainer, which curate does not
+depend on (fasttext-wheel: its training and vectors work under NumPy 2, its predict does not):
 
     pip install --target /tmp/ftw fasttext-wheel==0.9.2
     PYTHONPATH=/tmp/ftw .venv/bin/python tests/data/fasttext/make_models.py
