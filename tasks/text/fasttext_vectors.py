@@ -1,9 +1,9 @@
 """Sentence vectors of a local fastText model (`.bin` of `fasttext skipgram` or `cbow`), read with NumPy.
 
 curate's fastText runtime (fasttext-predict) predicts labels only; `fasttext` has no wheel for Python 3.11,
-and `fasttext-wheel` 0.9.2 fails to predict under NumPy 2 and would replace fasttext-predict's module. The `.bin` format is small and stable (version 12): arguments, the dictionary, then
-the input matrix, which is memory-mapped, so a 7 GB Common Crawl model costs only the rows a shard's words
-touch. The vectors are fastText's `get_sentence_vector`: a word's vector is the mean of its row (if in the
+and `fasttext-wheel` 0.9.2 fails to predict under NumPy 2 and would replace fasttext-predict's module. The
+`.bin` format is small and stable (version 12): arguments, the dictionary, then the input matrix, which is
+memory-mapped, so a 7 GB Common Crawl model costs only the rows a shard's words touch. The vectors are fastText's `get_sentence_vector`: a word's vector is the mean of its row (if in the
 vocabulary) and the rows of its character n-grams (FNV-1a hashed into `bucket` rows); a text's is the mean
 of its words' unit vectors. Whitespace (ASCII, as fastText's) separates words, newlines included; the
 result is L2-normalised for cosines.
