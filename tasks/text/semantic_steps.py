@@ -124,13 +124,16 @@ def assign(store: Store, paths: RunPaths, parts: tuple[str, ...], source: int, f
     """A published vector file by pairs task, its documents preferred to any of the run (never removed)."""
     ids, vectors = semantic_index.read_vectors(store, parts)
     store.write_row_groups(_parts(ids, vectors, np.full(len(ids), np.inf), source, fitted),
-                           *paths.work("semantic", f"published-{source:05d}.parquet"))
+                           *_published_file(paths, source))
     return len(ids)
 
 
+def _published_file(paths: RunPaths, source: int) -> tuple[str, ...]:
+    return paths.work("semantic", f"published-{source:05d}.parquet")
+
+
 def source_files(paths: RunPaths, shards: list[str], published: int) -> list[tuple[str, ...]]:
-    return ([paths.work("semantic", f"published-{i:05d}.parquet") for i in range(published)] +
-            [paths.work("semantic", shard) for shard in shards])
+    return [_published_file(paths, i) for i in range(published)] + [paths.work("semantic", s) for s in shards]
 
 
 def pairs(store: Store, paths: RunPaths, shards: list[str], published: int, task: int, dims: int,
