@@ -51,7 +51,7 @@ def curate(config: PipelineConfig, resume: str | None = None) -> dict:
     `resume`: a failed run's id (or "last") whose finished shards this run takes instead of redoing them."""
     try:
         summary = curate_once(config, resume)
-    except (gates.GateFailed, VersionExists, export.VersionClaimed, NothingToPublish, RepeatedIds,
+    except (gates.GateFailed, VersionExists, export.VersionClaimed, export.VersionConflict, NothingToPublish, RepeatedIds,
             secrets.SecretUnavailable, preflight.NotReady, collect.SourceError, runs.CannotResume,
             TokenizerError, balance.BalanceError) as stop:
         # An expected stop: the Failed state carries the reason to the UI and the caller (as FailedRun),
@@ -82,10 +82,11 @@ def curate_once(config: PipelineConfig, resume: str | None = None) -> dict:
                        "its finished shards kept for --resume", dead["run_id"])
         mark_crashed(dead)
     started = datetime.now(timezone.utc)
+    latest = export.latest_version(store)  # LATEST must still name it when this run publishes
     files, base, dedup_settings = collect.discover(sources, modality), None, config.dedup
     if config.incremental:
         fresh = ledger.unseen(files, ledger.read(store), lambda f: collect.file_sha256(f, sources))
-        base = export.latest_manifest(store)
+        base = export.latest_manifest(store, latest)
         if not fresh:
             return nothing_new(new_run_id(started), len(files), base)
         logger.info("incremental: %d of %d source files are new or changed", len(fresh), len(files))
@@ -105,7 +106,9 @@ def curate_once(config: PipelineConfig, resume: str | None = None) -> dict:
                                 "set export.version to a new name or leave it empty for a timestamp")
         record = runs.begin(store, paths, runtime.flow_run.id, config.fingerprint(), version, identity)
         try:
-            summary = pipeline(config, store, sources, files, paths, version, base, dedup_settings, started)
+            with runs.heartbeat(store, record):
+                summary = pipeline(config, store, sources, files, paths, version, latest, base, dedup_settings,
+                                   started)
         except BaseException as e:  # a gate, an error, Ctrl-C or SIGTERM: nothing half-published stays
             runs.remove_uncommitted(store, version)
             runs.end(store, record, "failed", f"{type(e).__name__}: {e}")
@@ -119,9 +122,10 @@ def new_run_id(started: datetime) -> str:
 
 
 def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, paths: RunPaths, version: str,
-             base: dict | None, dedup_settings, started: datetime) -> dict:
+             latest: str | None, base: dict | None, dedup_settings, started: datetime) -> dict:
     """collect -> gate raw -> preprocess -> gate clean -> dedup -> gate dedup -> export -> gate export ->
-    publish. A shard (or collect unit) a failed run finished is taken from its record, not redone."""
+    publish, if LATEST still names `latest`. A shard (or collect unit) a failed run finished is taken from its
+    record, not redone."""
     logger, modality = get_run_logger(), modalities.get(config.modality)
     counts, gate_results, resumed, laps = {}, [], {}, progress.Laps()
     checks = {gate: gate_check(gate, config, paths) for gate in gates.GATES}
@@ -195,6 +199,7 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
         logger.info("balance: at most %d rows per %s group; %s", caps["limit"], caps["column"], counts["balance"])
         last = "balance"
         laps.lap("balance")
+    export.still_latest(store, latest)  # a run that cannot publish stops before it exports
     if not counts[last].kept and not config.allow_empty:
         raise NothingToPublish(f"nothing to publish: every record was removed ({counts_line(counts)}); "
                                "set allow_empty: true to publish an empty version")
@@ -238,10 +243,10 @@ def pipeline(config: PipelineConfig, store: Store, sources: list, files: list, p
                                 report.examples_html(examples, modality.example, modality.noun),
                                 balance_report.html(groups_seen, modality.noun))
     ledger.record(store, version, manifest["sources"])
-    export.publish(store, version, manifest, export.dataset_card(manifest, modality.noun, modality.card(manifest)),
-                   report_html)
     dedup_index.commit(store, version, shards, exported_rows, dedup_settings, semantic=clustering.get("semantic") and
                        semantic_index.index_entry(clustering["semantic"], config.dedup.semantic, shards))
+    export.publish(store, version, manifest, export.dataset_card(manifest, modality.noun, modality.card(manifest)),
+                   report_html, latest, paths.run_id)
     laps.lap("report and publish")
     summary = {"run_id": paths.run_id, "modality": config.modality, "version": version,
                "published": store.url(*layout.version(version)), "stages": stage_counts,

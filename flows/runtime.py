@@ -22,29 +22,47 @@ def cluster_for(dask: DaskSettings, environ: Mapping[str, str]) -> dict:
         return {"address": address}
     return {"cluster_kwargs": {"n_workers": dask.n_workers, "threads_per_worker": dask.threads_per_worker,
                                "processes": True, "memory_limit": dask.memory_limit, "dashboard_address": None,
-                               "preload": ["flows.warm"]}}
+                               "preload": ["flows.warm"], "security": True}}
 
 
 @contextmanager
 def started_cluster(config: PipelineConfig):
     """The run's local Dask cluster, started now (while the Prefect server boots) rather than at the flow's
     first task, and handed to the flow's task runner through DASK_SCHEDULER_ADDRESS; nothing to start when
-    the run uses an existing scheduler."""
+    the run uses an existing scheduler. Yields the cluster's `Security` (None for an existing scheduler).
+
+    A local cluster speaks TLS with certificates made for it (`security=True`): a Dask scheduler runs any code
+    it is sent, and on a shared machine anyone could reach a loopback port. This process's clients get the
+    certificates through Dask's config (`use_security`)."""
     where = cluster_for(config.dask, os.environ)
     if "address" in where:
-        yield
+        yield None
         return
     from distributed import LocalCluster
+    from distributed.security import Security
 
     from flows.warm import start_forkserver
 
     start_forkserver()
-    with LocalCluster(**where["cluster_kwargs"]) as cluster:
+    security = Security.temporary()
+    with LocalCluster(**where["cluster_kwargs"] | {"security": security}) as cluster:
         os.environ["DASK_SCHEDULER_ADDRESS"] = cluster.scheduler_address
+        use_security(security)
         try:
-            yield
+            yield security
         finally:
             os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
+
+
+def use_security(security) -> None:
+    """Dask clients made in this process from now on (the task runner's) present `security`'s certificates."""
+    import dask
+
+    if security is not None:
+        dask.config.set({"distributed.comm.tls.ca-file": security.tls_ca_file,
+                         "distributed.comm.tls.client.cert": security.tls_client_cert,
+                         "distributed.comm.tls.client.key": security.tls_client_key,
+                         "distributed.comm.require-encryption": True})
 
 
 def run_config() -> PipelineConfig:

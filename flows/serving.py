@@ -27,13 +27,13 @@ from prefect.states import Cancelled, Crashed, Pending, StateType
 from prefect.utilities.engine import propose_state_sync
 
 from flows.config import PipelineConfig
-from flows.runtime import started_cluster
+from flows.runtime import started_cluster, use_security
 from flows.warm import start_forkserver
 
 STOP_GRACE_S = 10  # a cancelled run's process gets this long after SIGTERM before SIGKILL
 
 
-def execute(flow_run_id: UUID, scheduler: str | None) -> None:
+def execute(flow_run_id: UUID, scheduler: str | None, security) -> None:
     """One flow run, in a process forked for it (as `python -m prefect.engine` runs it), on the served cluster
     (the forkserver started before it and lacks its address). Without flow heartbeats: `Server.watch`
     marks a run whose process died Crashed, and the heartbeat thread's 1 s sleep would be waited out at
@@ -46,6 +46,7 @@ def execute(flow_run_id: UUID, scheduler: str | None) -> None:
 
     if scheduler:
         os.environ["DASK_SCHEDULER_ADDRESS"] = scheduler
+    use_security(security)
     with handle_engine_signals(flow_run_id), temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         run_flow(curate, flow_run=load_flow_run(flow_run_id))
 
@@ -55,6 +56,7 @@ class Server:
 
     def __init__(self, deployment_id: UUID, poll: float):
         self.deployment_id, self.poll = deployment_id, poll
+        self.security = None  # the served local cluster's certificates, handed to each run's process
         self.running: dict[UUID, multiprocessing.Process] = {}
         self.context = multiprocessing.get_context("forkserver")
 
@@ -69,7 +71,8 @@ class Server:
             except Abort:
                 claimed = False
             if claimed:
-                process = self.context.Process(target=execute, args=(run.id, os.environ.get("DASK_SCHEDULER_ADDRESS")),
+                process = self.context.Process(target=execute, args=(run.id, os.environ.get("DASK_SCHEDULER_ADDRESS"),
+                                                                           self.security),
                                                name=f"flow run {run.name}")
                 process.start()
                 self.running[run.id] = process
@@ -128,7 +131,7 @@ def serve(config: PipelineConfig, name: str, cron: str | None, description: str,
     server = Server(deployment.apply(), poll)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stop by SIGTERM shuts down as Ctrl-C does
     start_forkserver(["flows.curate"])
-    with started_cluster(config):
+    with started_cluster(config) as server.security:
         try:
             server.loop()
         finally:

@@ -22,7 +22,8 @@ from pydantic import Field
 from tasks.gates import Check
 from tasks.io.compressed import COMPRESSIONS
 from tasks.io.layout import RunPaths
-from tasks.io.readers import WHOLE_FILE, HashingReader, Malformed, read_file
+from tasks.io.secrets import public_url
+from tasks.io.readers import WHOLE_FILE, HashingReader, Limits, Malformed, read_file
 from tasks.io.storage import Store, filesystem, shard_name
 from tasks.modality import Modality
 from tasks.records import QUARANTINE_SCHEMA, Settings, StageCounts
@@ -49,15 +50,36 @@ class Source(Settings):
         return []
 
 
+class References(Settings):
+    allow: list[str] = Field(default_factory=list, description=(
+        "prefixes (s3://bucket/media/, /data/pictures/) outside the table's own folder that its rows may name; "
+        "by default a row names only files under its table's folder"))
+
+
+class MediaSource(Source):
+    """A source whose table rows may name media files by path or URL."""
+    references: References = Field(References(), description="which files a table's rows may name")
+
+
 class CollectSettings(Settings):
     shard_rows: int = Field(10_000, ge=1, description="maximum records per shard")
     shard_bytes: int = Field(64 * 2**20, ge=1024, description="maximum payload bytes (text, media) per shard")
     unit_bytes: int = Field(256 * 2**20, ge=1024, description="small files are grouped into one task up to this size")
+    max_line_bytes: int = Field(64 * 2**20, ge=1024, description="a longer line of a JSONL or CSV file is "
+                                                                "quarantined, unread")
+    max_file_bytes: int = Field(64 * 2**30, ge=1024, description="decompressed bytes of one source file; the rest "
+                                                                "of a file past it is quarantined (bombs)")
+    max_record_bytes: int = Field(64 * 2**20, ge=1024, description="a larger file read whole (a .txt document, a "
+                                                                  "picture, a clip) or named by a row is quarantined")
 
     @property
     def row_group_rows(self) -> int | None:
         """Parquet row group size of the shards; None: one per shard. Media modalities use small ones."""
         return None
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_line_bytes, self.max_file_bytes, self.max_record_bytes, self.shard_rows)
 
 
 class MediaCollectSettings(CollectSettings):
@@ -66,6 +88,8 @@ class MediaCollectSettings(CollectSettings):
     shard_rows: int = Field(2_000, ge=1, description="maximum records per shard")
     shard_bytes: int = Field(128 * 2**20, ge=1024, description="maximum media bytes per shard")
     row_group: int = Field(100, ge=1, description="rows per Parquet row group")
+    max_record_bytes: int = Field(512 * 2**20, ge=1024, description="a larger picture or clip is quarantined, "
+                                                                   "unread")
 
     @property
     def row_group_rows(self) -> int | None:
@@ -118,12 +142,12 @@ def discover(sources: list[Source], modality: Modality) -> list[InputFile]:
             try:
                 infos = [fs.info(path)]
             except FileNotFoundError:
-                raise SourceError(f"source {i} ({src.uri}): no such file") from None
+                raise SourceError(f"source {i} ({public_url(src.uri)}): no such file") from None
         else:
             infos = [fs.info(p) for p in sorted(fs.glob(path))]
         infos = [info for info in infos if info.get("type", "file") != "directory"]
         if not infos:
-            raise SourceError(f"source {i} ({src.uri}): matched no files")
+            raise SourceError(f"source {i} ({public_url(src.uri)}): matched no files")
         root = static_root(path)
         for info in infos:
             name = info["name"]
@@ -269,12 +293,31 @@ def barren_sources(files: list[InputFile], collected: list[Collected], sources: 
     errors = {uri: error for c in collected for uri, error in c.first_errors.items()}
     problems = []
     for i, source in enumerate(sources):
-        mine = [f.url for f in files if f.source == i]
+        mine = [public_url(f.url) for f in files if f.source == i]
         if mine and not any(records.get(url) for url in mine):
             example = next((f"{url} {errors[url]}" for url in mine if url in errors), "the files hold no record")
-            problems.append(f"source {i} ({source.uri}): {len(mine)} files, no record could be read; "
+            problems.append(f"source {i} ({public_url(source.uri)}): {len(mine)} files, no record could be read; "
                             f"first problem: {example}")
     return problems
+
+
+def as_record(obj: dict, line: int, file: InputFile, source: Source, modality: Modality,
+              settings: CollectSettings) -> tuple[dict, int] | Malformed:
+    """The record of one parsed row (or whole file) and its payload's bytes, or why it cannot be one. Rows are untrusted input: an
+    error nobody foresaw becomes this row's quarantine entry, never the run's failure."""
+    try:
+        rid = record_id(obj, source)
+        payload = rid if isinstance(rid, Malformed) else modality.to_payload(obj, source, file.url, settings)
+        if isinstance(payload, Malformed):
+            return payload
+        columns, payload_bytes = payload
+        consumed = {WHOLE_FILE, source.id_field, *source.payload_fields()}
+        meta = json.dumps({k: v for k, v in obj.items() if k not in consumed}, ensure_ascii=False, sort_keys=True,
+                          default=str)
+    except Exception as e:  # noqa: BLE001
+        return Malformed(f"cannot become a record: {type(e).__name__}: {e}")
+    position = line - 1
+    return {"id": rid or make_id(file, position), "source_index": position, "meta": meta, **columns}, payload_bytes
 
 
 def collect_unit(files: list[InputFile], sources: list[Source], settings: CollectSettings, modality: Modality,
@@ -285,28 +328,23 @@ def collect_unit(files: list[InputFile], sources: list[Source], settings: Collec
     quarantine: dict[str, list] = {name: [] for name in QUARANTINE_SCHEMA.names}
     per_file, first_errors = [], {}
     for file in files:
-        source = sources[file.source]
+        source, uri = sources[file.source], public_url(file.url)
         kept = bad = 0
         digest = hashlib.sha256()
         for line, obj in read_file(file.url, file.format, file.compression, source.storage_options,
-                                   settings.shard_rows, digest):
-            rid = obj if isinstance(obj, Malformed) else record_id(obj, source)
-            payload = rid if isinstance(rid, Malformed) else modality.to_payload(obj, source, file.url, settings)
-            if isinstance(payload, Malformed):
-                for name, value in zip(QUARANTINE_SCHEMA.names, (file.url, payload.line or line, payload.error, payload.raw)):
+                                   settings.limits, digest):
+            record = obj if isinstance(obj, Malformed) else as_record(obj, line, file, source, modality, settings)
+            if isinstance(record, Malformed):
+                at = record.line or line
+                for name, value in zip(QUARANTINE_SCHEMA.names, (uri, at, record.error, record.raw)):
                     quarantine[name].append(value)
-                first_errors.setdefault(file.url, f"line {payload.line or line}: {payload.error}")
+                first_errors.setdefault(uri, f"line {at}: {record.error}")
                 bad += 1
                 continue
-            columns, payload_bytes = payload
-            position = line - 1
-            consumed = {WHOLE_FILE, source.id_field, *source.payload_fields()}
-            meta = {k: v for k, v in obj.items() if k not in consumed}
-            writer.add({"id": rid or make_id(file, position), "source": file.url, "source_index": position,
-                        "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str), **columns},
-                       payload_bytes)
+            record, payload_bytes = record
+            writer.add(record | {"source": uri}, payload_bytes)
             kept += 1
-        per_file.append({"uri": file.url, "bytes": file.size, "stamp": file.stamp, "sha256": digest.hexdigest(),
+        per_file.append({"uri": uri, "bytes": file.size, "stamp": file.stamp, "sha256": digest.hexdigest(),
                          "records": kept, "quarantined": bad})
     writer.flush()
     n_bad = len(quarantine["source"])

@@ -65,8 +65,9 @@ def test_decode_reads_the_format_from_the_bytes_and_names_what_is_wrong():
              wav[:44]: "WAV file with no audio samples (a header without data)",
              wav[:len(wav) // 2]: "truncated: the WAV header declares 3.00 s, 1.50 s decode",
              b"<html>404</html>": "not audio libsndfile or FFmpeg can decode (libsndfile: Format not recognised; "
-                                  "FFmpeg: Invalid data found when processing input); the file starts with "
-                                  "b'<html>404</html>'"}
+                                  "FFmpeg: not opened: its first bytes match none of the containers curate reads with FFmpeg "
+                                  "(MP4/M4A, MKV/WebM, ASF/WMA, MP3, AAC, AC3, Ogg, FLAC, WAV, AIFF, AMR, CAF)); "
+                                  "16 bytes of text"}
     for data, error in cases.items():
         with pytest.raises(Undecodable) as caught:
             decode(data)

@@ -73,8 +73,9 @@ def test_quarantine_names_each_broken_file_and_the_decoders_error(audio_run):
         ("cut.wav", "truncated: the WAV header declares 1.35 s, 0.68 s decode"),
         ("empty.wav", "empty file (0 bytes)"),
         ("header-only.wav", "WAV file with no audio samples (a header without data)"),
-        ("page.mp3", "not audio libsndfile or FFmpeg can decode (libsndfile: Format not recognised; FFmpeg: Invalid "
-                     "data found when processing input); the file starts with b'<!doctype html><'")]
+        ("page.mp3", "not audio libsndfile or FFmpeg can decode (libsndfile: Format not recognised; FFmpeg: not "
+                     "opened: its first bytes match none of the containers curate reads with FFmpeg (MP4/M4A, "
+                     "MKV/WebM, ASF/WMA, MP3, AAC, AC3, Ogg, FLAC, WAV, AIFF, AMR, CAF)); 55 bytes of text")]
 
 
 def test_each_rule_keeps_what_it_measured(audio_run):

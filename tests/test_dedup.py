@@ -212,6 +212,7 @@ def test_an_index_of_other_sketch_settings_still_matches_exact_copies(tmp_path):
     store.write_table(index[0][0], *layout.index("v0", "keys", "part-00000.parquet"))
     store.write_table(index[0][1], *layout.index("v0", "docs", "part-00000.parquet"))
     dedup_index.commit(store, "v0", ["part-00000.parquet"], 2, old)
+    store.write_json({"version": "v0"}, *layout.version("v0", "manifest.json"))  # which commits the index
     store.write_table(shard(["new1", "new2"], [change(7), BASE]), *paths.stage("preprocess", "part-00000.parquet"))
     counts, stats = deduplicate(store, paths, ["part-00000.parquet"], "v1", 2,
                                 TextDedupSettings(against_published=True))

@@ -74,4 +74,4 @@ def test_runs_take_their_cluster_from_the_config_then_the_environment():
     assert cluster_for(DaskSettings(address="tcp://other:8786"), compose) == {"address": "tcp://other:8786"}
     assert cluster_for(DaskSettings(n_workers=3, memory_limit="1GiB"), {}) == {"cluster_kwargs": {
         "n_workers": 3, "threads_per_worker": 1, "processes": True, "memory_limit": "1GiB", "dashboard_address": None,
-        "preload": ["flows.warm"]}}
+        "preload": ["flows.warm"], "security": True}}

@@ -72,9 +72,8 @@ def test_quarantine_names_each_broken_file_and_the_decoders_error(image_run):
     assert sorted((Path(b["source"]).name, b["line"], b["error"]) for b in bad) == [
         ("bad-crc.png", 1, "starts as a PNG file but its header is corrupt (a bad chunk or checksum): Pillow cannot open it"),
         ("empty.jpg", 1, "empty file (0 bytes)"),
-        ("noise.png", 1, "not a picture Pillow can read (the file starts with "
-                         "b'_\\x82\\xc2\\xd9\\xcf\\xeb\\x0f\\xa3!\\xd7\\xd9\\x82\\xf8\\xbd\\x10E')"),
-        ("page.jpg", 1, "not a picture Pillow can read (the file starts with b'<!doctype html><')"),
+        ("noise.png", 1, "not a picture Pillow can read (4096 bytes of binary data)"),
+        ("page.jpg", 1, "not a picture Pillow can read (55 bytes of text)"),
         ("truncated.jpg", 1, "JPEG does not decode: image file is truncated (35 bytes not processed)"),
         ("truncated.png", 1, "PNG does not decode: image file is truncated"),
         ("ukui_desert.png", 1, "3640x2400 = 8,736,000 pixels exceeds max_pixels 5,000,000 (decompression bomb guard)")]

@@ -115,3 +115,60 @@ def test_serve_refuses_plain_credentials_and_a_served_run_keeps_references_only(
     assert typed.state.message == ("the run's parameters hold credentials in plain text (storage_options.key, "
                                    "storage_options.secret), which the Prefect database keeps: name them with "
                                    "{env: VAR} or {secret: block}")
+
+
+def test_every_text_option_but_the_known_safe_ones_is_a_credential():
+    """Before, a denylist of names missed these: each filesystem names its secrets its own way."""
+    options = {"endpoint_url": "http://minio:9000", "region_name": "eu-west-1", "anon": False, "max_concurrency": 4,
+               "headers": {"Authorization": "Bearer tok-123", "X-Trace": "abc"}, "connection_string": "cs-123",
+               "credentials": "cred-123", "api_key": "ak-123", "passphrase": "pp-123",
+               "client_kwargs": {"endpoint_url": "http://minio:9000", "region_name": "eu-west-1"}}
+    assert secrets.masked({"storage_options": options}) == {"storage_options": {
+        "endpoint_url": "http://minio:9000", "region_name": "eu-west-1", "anon": False, "max_concurrency": 4,
+        "headers": {"Authorization": "***", "X-Trace": "***"}, "connection_string": "***", "credentials": "***",
+        "api_key": "***", "passphrase": "***",
+        "client_kwargs": {"endpoint_url": "http://minio:9000", "region_name": "eu-west-1"}}}
+    assert secrets.plain_secrets({"sources": [{"storage_options": options}]}) == [
+        "sources[0].storage_options.headers.Authorization", "sources[0].storage_options.headers.X-Trace",
+        "sources[0].storage_options.connection_string", "sources[0].storage_options.credentials",
+        "sources[0].storage_options.api_key", "sources[0].storage_options.passphrase"]
+    assert secrets.masked({"api_key": "ak-1", "name": "web-en"}) == {"api_key": "***", "name": "web-en"}
+
+
+def test_urls_are_recorded_without_userinfo_or_query(tmp_path):
+    """A presigned URL's signature or a user:password@ never reaches a column, the manifest's config or the
+    ledger: the file is read with its URL as given, and recorded without them."""
+    import http.server
+    import threading
+
+    import pyarrow.parquet as pq
+
+    from tasks.collect import collect_unit, discover
+    from tasks.io.layout import RunPaths
+    from tasks.io.storage import Store
+    from tasks.runs import ledger
+    from tasks.text import TEXT, TextSource
+
+    (tmp_path / "data.jsonl").write_text('{"id": "a", "text": "a document about boats"}\n{"id": "b"}\n')
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/data.jsonl?X-Amz-Signature=sig-0123456789&X-Amz-Credential=c"
+        sources = [TextSource(uri=url, id_field="id")]
+        result = collect_unit(discover(sources, TEXT), sources, TEXT.collect(), TEXT, Store(str(tmp_path / "out")),
+                              RunPaths("r"), 0)
+    finally:
+        server.shutdown()
+    plain = f"http://127.0.0.1:{server.server_port}/data.jsonl"
+    shard = pq.read_table(tmp_path / "out/runs/r/collect" / result.shards[0]["name"])
+    quarantine = pq.read_table(tmp_path / "out/runs/r/collect/_quarantine/part-00000.parquet")
+    assert shard["source"].to_pylist() == [plain] and quarantine["source"].to_pylist() == [plain]
+    assert [f["uri"] for f in result.files] == [plain] and list(result.first_errors) == [plain]
+    store = Store(str(tmp_path / "out"))
+    ledger.record(store, "v1", result.files)
+    assert pq.read_table(tmp_path / "out/ledger/v1.parquet")["uri"].to_pylist() == [plain]
+    assert secrets.masked({"sources": [{"uri": url}], "output": "s3://user:pw@bucket/out"}) == {
+        "sources": [{"uri": plain}], "output": "s3://bucket/out"}
+    written = b"".join(p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert b"sig-0123456789" not in written

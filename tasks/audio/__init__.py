@@ -12,11 +12,11 @@ import pyarrow as pa
 from pydantic import Field
 
 from tasks.audio import stats
-from tasks.audio.decode import Undecodable, decode
+from tasks.audio.decode import MAX_SAMPLES, Undecodable, decode
 from tasks.audio.dedup import AudioDedupSettings
 from tasks.audio.export import AudioExportSettings, prepare_export
 from tasks.audio.preprocess import AudioPreprocessSettings, preprocess
-from tasks.collect import MediaCollectSettings, Source
+from tasks.collect import MediaCollectSettings, MediaSource
 from tasks.io.readers import Malformed, media_bytes, optional_text
 from tasks.modality import Modality
 from tasks.records import BASE_FIELDS, MEDIA_TYPE
@@ -33,7 +33,7 @@ SCHEMA = pa.schema([
 FEATURES = {"audio": {"_type": "Audio"}}
 
 
-class AudioSource(Source):
+class AudioSource(MediaSource):
     audio_field: str = Field("audio", description="table sources: field holding the clip's path or URL "
                                                   "(relative to the table's folder) or its bytes")
     transcript_field: str | None = Field(None, description="table sources: field holding the transcript or caption")
@@ -48,19 +48,22 @@ class AudioSource(Source):
 
 
 class AudioCollectSettings(MediaCollectSettings):
-    """Clips are collected with the media defaults; a model of its own names the section in the UI form."""
+    """Clips are collected with the media defaults, each decoded once in full within a sample budget."""
+    max_samples: int = Field(MAX_SAMPLES, ge=1, description=(
+        "channels x frames one clip may decode to (default: an hour of 48 kHz stereo); a clip whose header "
+        "declares more is quarantined before decoding, one that decodes past it when it is reached"))
 
 
 def to_payload(obj: dict, source: AudioSource, url: str, settings: AudioCollectSettings):
     """The clip of a whole file or of a table row, with what its full decode says of it."""
-    media = media_bytes(obj, source.audio_field, url, source.storage_options, "audio file")
+    media = media_bytes(obj, source.audio_field, url, source, settings.limits, "audio file")
     texts = {name: optional_text(obj, field) for name, field in source.text_fields().items()}
     for bad in (media, *texts.values()):
         if isinstance(bad, Malformed):
             return bad
     value, where = media
     try:
-        clip = decode(value)
+        clip = decode(value, settings.max_samples)
     except Undecodable as e:
         return Malformed(str(e), where)
     return {"audio": {"bytes": value, "path": where}, "sample_rate": clip.rate, "channels": clip.samples.shape[1],

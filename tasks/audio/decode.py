@@ -9,6 +9,12 @@ segment table declares, or with a last page whose CRC does not match. The end-of
 whole files written by streaming recorders and older tools lack it, and a file cut exactly at a page end
 is a valid shorter stream that no test can tell from a whole one (as for compressed text, see
 tasks/io/compressed.py).
+
+A few MB of FLAC can hold hours of 8-channel 192 kHz silence (22 GB as floats), so a decode is bounded by
+a sample budget (channels x frames): a header that declares more is refused before any sample is decoded,
+and FFmpeg's frames are counted as they come, for the streams whose container does not say. FFmpeg opens only the
+containers named in FFMPEG_CONTAINERS, told by the file's first bytes: its probe would otherwise accept
+playlists (HLS, concat) that make it open other files and URLs.
 """
 
 from __future__ import annotations
@@ -21,7 +27,15 @@ import av
 import numpy as np
 import soundfile as sf
 
+from tasks.io.readers import unknown_bytes
+
 TRUNCATION_TOLERANCE_S = 0.5
+MAX_SAMPLES = 2 * 48_000 * 3600  # an hour of 48 kHz stereo: what a decode may hold unless told otherwise
+# FFmpeg demuxers curate uses, by the bytes a file starts with (offset, magic): all else is not opened
+FFMPEG_CONTAINERS = ((4, b"ftyp", "mov"), (0, b"\x1a\x45\xdf\xa3", "matroska"),
+                     (0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", "asf"), (0, b"ID3", "mp3"), (0, b"\x0b\x77", "ac3"),
+                     (0, b"OggS", "ogg"), (0, b"fLaC", "flac"), (0, b"RIFF", "wav"), (0, b"FORM", "aiff"),
+                     (0, b"#!AMR", "amr"), (0, b"caff", "caf"))
 CONTAINERS = {"mov": "MP4", "matroska": "MKV", "asf": "ASF"}  # FFmpeg's first format name -> ours
 
 
@@ -42,25 +56,57 @@ class Decoded:
         return len(self.samples) / self.rate
 
 
-def with_soundfile(data: bytes) -> Decoded:
-    info = sf.info(io.BytesIO(data))
-    samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+class Budget:
+    """Counts the samples a decode holds; Undecodable past `max_samples` (collect.max_samples)."""
+
+    def __init__(self, max_samples: int):
+        self.max_samples, self.samples = max_samples, 0
+
+    def declared(self, channels: int, rate: int, frames: int | None) -> None:
+        if frames and 0 < frames < 2**62 and channels * frames > self.max_samples:
+            raise Undecodable(f"the header declares {channels} channels x {rate} Hz x {frames / rate:.1f} s = "
+                              f"{channels * frames} samples, over collect.max_samples ({self.max_samples}): "
+                              "not decoded")
+
+    def take(self, block: np.ndarray) -> np.ndarray:
+        self.samples += block.size
+        if self.samples > self.max_samples:
+            raise Undecodable(f"decodes to more than collect.max_samples ({self.max_samples}) samples: not kept")
+        return block
+
+
+def with_soundfile(data: bytes, budget: Budget) -> Decoded:
+    info = sf.info(io.BytesIO(data))  # its own handle: libsndfile's Opus reads differ after a seek to the end
+    budget.declared(info.channels, info.samplerate, info.frames)
+    samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)  # libsndfile knows the frames
     declared = wav_declared_frames(data) if info.format == "WAV" else info.frames
-    return Decoded(samples, rate, info.format, info.subtype.lower(), declared)
+    return Decoded(budget.take(samples), rate, info.format, info.subtype.lower(), declared)
 
 
-def with_ffmpeg(data: bytes) -> Decoded:
-    with av.open(io.BytesIO(data), metadata_errors="ignore") as container:
+def ffmpeg_container(data: bytes) -> str:
+    """The FFmpeg demuxer for `data`, from its first bytes; MPEG audio frames (MP3, ADTS AAC) by their sync."""
+    for offset, magic, name in FFMPEG_CONTAINERS:
+        if data[offset:offset + len(magic)] == magic:
+            return name
+    if len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0:
+        return "aac" if data[1] & 0x06 == 0 else "mp3"
+    raise ValueError("not opened: its first bytes match none of the containers curate reads with FFmpeg "
+                     "(MP4/M4A, MKV/WebM, ASF/WMA, MP3, AAC, AC3, Ogg, FLAC, WAV, AIFF, AMR, CAF)")
+
+
+def with_ffmpeg(data: bytes, budget: Budget) -> Decoded:
+    with av.open(io.BytesIO(data), format=ffmpeg_container(data), metadata_errors="ignore") as container:
         if not container.streams.audio:
             raise Undecodable(f"no audio stream in the {container.format.name} container")
         stream = container.streams.audio[0]
+        rate, channels = stream.rate, stream.channels
+        declared = round(container.duration * rate / av.time_base) if container.duration else None
+        budget.declared(channels, rate, declared)
         to_float = av.AudioResampler(format="fltp")
-        parts = [frame.to_ndarray() for packet in container.demux(stream) for raw in packet.decode()
+        parts = [budget.take(frame.to_ndarray()) for packet in container.demux(stream) for raw in packet.decode()
                  for frame in to_float.resample(raw)]
         parts += [frame.to_ndarray() for frame in to_float.resample(None)]
-        rate, channels = stream.rate, stream.channels
         name = container.format.name.split(",")[0]
-        declared = round(container.duration * rate / av.time_base) if container.duration else None
         codec = stream.codec_context.name
     samples = np.concatenate(parts, axis=1).T if parts else np.zeros((0, channels), np.float32)
     return Decoded(np.ascontiguousarray(samples, dtype=np.float32), rate, CONTAINERS.get(name, name.upper()), codec,
@@ -134,22 +180,25 @@ def reason(error: Exception) -> str:
     return text.strip().rstrip(".")
 
 
-def decode(data: bytes) -> Decoded:
-    """The whole file as float samples, or `Undecodable` naming what is wrong."""
+def decode(data: bytes, max_samples: int = MAX_SAMPLES) -> Decoded:
+    """The whole file as float samples, or `Undecodable` naming what is wrong; at most `max_samples`
+    (channels x frames) are decoded."""
     if not data:
         raise Undecodable("empty file (0 bytes)")
     try:
-        decoded = with_soundfile(data)
+        decoded = with_soundfile(data, Budget(max_samples))
     except (sf.LibsndfileError, RuntimeError, TypeError) as first:
         declared_s = flac_declared_s(data)
         if declared_s and "lost sync" in reason(first):  # libFLAC's word for a stream that breaks off
             raise Undecodable(f"truncated: the FLAC stream breaks off before the {declared_s:.2f} s its STREAMINFO "
                               f"declares (libsndfile: {reason(first)})") from None
         try:
-            decoded = with_ffmpeg(data)
+            decoded = with_ffmpeg(data, Budget(max_samples))
+        except Undecodable:
+            raise
         except (av.FFmpegError, ValueError, IndexError, EOFError) as second:
             raise Undecodable(f"not audio libsndfile or FFmpeg can decode (libsndfile: {reason(first)}; FFmpeg: "
-                              f"{reason(second)}); the file starts with {data[:16]!r}") from None
+                              f"{reason(second)}); {unknown_bytes(data)}") from None
     if not len(decoded.samples):
         raise Undecodable(f"{decoded.format} file with no audio samples (a header without data)")
     cut = ogg_cut(data)

@@ -3,7 +3,8 @@
     index/<version>/keys/<shard>.parquet   band, key, row (band after band)
     index/<version>/docs/<shard>.parquet   id, content_hash, size, score, signature
     index/<version>/semantic/...           text's semantic dedup embedding and vectors (tasks.text.semantic_index)
-    index/<version>/index.json             written last, once the version is published: the commit mark
+    index/<version>/index.json             what the index holds, written just before the version's manifest,
+                                           which commits it: an index whose version has no manifest is ignored
 
 A run with `against_published` reads the committed versions as extra shards numbered below zero (oldest
 first), so published documents sort before the run's own and always stay the representative.
@@ -37,10 +38,16 @@ def run_sources(paths: RunPaths, shards: list[str]) -> list[KeySource]:
     return [KeySource(i, paths.work("keys", s), paths.work("docs", s)) for i, s in enumerate(shards)]
 
 
+def committed(store: Store) -> list[dict]:
+    """The index.json of every published version (its manifest commits it), oldest first."""
+    published = layout.published(store)
+    return sorted((v for v in store.read_jsons(*layout.index("*", "index.json")).values() if v["version"] in published),
+                  key=lambda v: (v["created"], v["version"]))
+
+
 def published_sources(store: Store, settings: DedupSettings) -> tuple[list[KeySource], int]:
     """The committed index shards, oldest version first, and how many documents they hold."""
-    versions = sorted(store.read_jsons(*layout.index("*", "index.json")).values(),
-                      key=lambda v: (v["created"], v["version"]))
+    versions = committed(store)
     files = [(v, shard) for v in versions for shard in v["shards"]]
     sources = [KeySource(j - len(files), layout.index(v["version"], "keys", shard), layout.index(v["version"], "docs", shard),
                          near=v["sketch"] == settings.sketch_params()) for j, (v, shard) in enumerate(files)]
@@ -49,7 +56,7 @@ def published_sources(store: Store, settings: DedupSettings) -> tuple[list[KeySo
 
 def commit(store: Store, version: str, shards: list[str], documents: int, settings: DedupSettings,
            semantic: dict | None = None) -> None:
-    """The commit mark; `semantic` describes the version's semantic dedup vectors (tasks.text.semantic_index)."""
+    """What the version's index holds, committed by its manifest; `semantic` describes the version's semantic dedup vectors (tasks.text.semantic_index)."""
     store.write_json({"version": version, "created": datetime.now(timezone.utc).isoformat(), "documents": documents,
                       "shards": shards, "sketch": settings.sketch_params(), **({"semantic": semantic} if semantic else {})},
                      *layout.index(version, "index.json"))

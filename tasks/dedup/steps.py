@@ -209,9 +209,10 @@ def dedup_tables(tables: list[pa.Table], settings: dedup.DedupSettings,
         for i, (keys, docs) in enumerate(published):
             store.write_table(keys, *layout.index("published", "keys", shard_name(i)))
             store.write_table(docs, *layout.index("published", "docs", shard_name(i)))
-        if published:
+        if published:  # its index, and the manifest that commits it
             dedup_index.commit(store, "published", [shard_name(i) for i in range(len(published))],
                                sum(docs.num_rows for _, docs in published), settings)
+            store.write_json({"version": "published"}, *layout.version("published", "manifest.json"))
         paths = RunPaths("in-process")
         for shard, table in zip(shards, tables):
             store.write_table(table, *paths.stage("preprocess", shard))

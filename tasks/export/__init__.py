@@ -13,6 +13,7 @@ mid-export leaves no half dataset behind.
 from __future__ import annotations
 
 import json
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Literal
@@ -34,7 +35,8 @@ from tasks.export.webdataset import tar_shard
 
 class ExportSettings(Settings):
     name: str = Field("curated-dataset", description="dataset name on the dataset card")
-    version: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$", description="version id; default: UTC timestamp")
+    version: str | None = Field(None, pattern=layout.NAME_PATTERN, description=(
+        "version id (letters, digits, '.', '_', '-', starting with a letter or digit); default: UTC timestamp"))
     shard_rows: int = Field(100_000, ge=1, description="maximum rows per exported shard")
     shard_bytes: int = Field(128 * 2**20, ge=1024, description="target bytes per exported shard")
     splits: SplitSettings = SplitSettings()
@@ -176,12 +178,20 @@ def describe_version(version: str, exported: dict, base: dict | None) -> dict:
             "splits": splits, "schema": schema or base.get("schema", []), **stats}
 
 
-def latest_manifest(store: Store) -> dict | None:
-    """The manifest `LATEST` points at, or None before the first version."""
+def latest_version(store: Store) -> str | None:
+    """The version `LATEST` names, or None before the first version."""
     if not store.exists(*layout.LATEST):
         return None
     version = store.read_bytes(*layout.LATEST).decode().strip()
-    return store.read_json(*layout.version(version, "manifest.json"))
+    if not layout.is_name(version):
+        raise VersionConflict(f"{store.url(*layout.LATEST)} holds {version[:80]!r}, which is no version name")
+    return version
+
+
+def latest_manifest(store: Store, version: str | None = None) -> dict | None:
+    """The manifest of `version`, by default the one `LATEST` names; None before the first version."""
+    version = version or latest_version(store)
+    return store.read_json(*layout.version(version, "manifest.json")) if version else None
 
 
 def dataset_card(manifest: dict, noun: str, modality_part: str) -> str:
@@ -274,12 +284,61 @@ def claimed(store: Store, version: str, run_id: str):
         store.remove(*claim)
 
 
-def publish(store: Store, version: str, manifest: dict, card: str, report_html: str) -> None:
-    """Card and report, then manifest, then LATEST: the manifest's presence is what makes the version exist."""
+class VersionConflict(RuntimeError):
+    """LATEST moved while the run ran: another run published first, so this one's version would fork the
+    history (an incremental version stacks on the version it started from)."""
+
+
+LEASE_S = 60       # a publish lease older than this was left by a run that died while publishing
+LEASE_WAIT_S = 30  # how long a run waits for another's publish (a few writes) before it gives up
+
+
+@contextmanager
+def output_lease(store: Store, holder: str):
+    """The exclusive right to move LATEST for the block: `LATEST.lease` created where none exists (O_EXCL on
+    a local disk, a conditional If-None-Match PUT on S3), broken once expired, removed when the block ends."""
+    deadline = time.monotonic() + LEASE_WAIT_S
+    while not store.create_exclusive(json.dumps({"holder": holder, "expires": time.time() + LEASE_S}).encode(),
+                                     *layout.LATEST_LEASE):
+        try:
+            held = store.read_json(*layout.LATEST_LEASE)
+        except FileNotFoundError:  # given back meanwhile
+            continue
+        except ValueError:  # being written this instant
+            held = {"holder": "?", "expires": time.time() + 1}
+        if held["expires"] < time.time():
+            store.remove(*layout.LATEST_LEASE)
+            continue
+        if time.monotonic() > deadline:
+            raise VersionConflict(f"run {held['holder']} has been publishing to {store.root} for over {LEASE_WAIT_S} s; "
+                                  "nothing of this run was published: run it again")
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        store.remove(*layout.LATEST_LEASE)
+
+
+def still_latest(store: Store, started_from: str | None) -> None:
+    """VersionConflict unless LATEST still names `started_from`: a run checks before it exports (its work would
+    be lost) and, under the output lease, before it publishes."""
+    now = latest_version(store)
+    if now != started_from:
+        raise VersionConflict(f"LATEST moved from {started_from or 'nothing'} to {now} while this run ran (another "
+                              f"run published first); nothing of this run was published: run it again to build on {now}")
+
+
+def publish(store: Store, version: str, manifest: dict, card: str, report_html: str, started_from: str | None,
+            holder: str) -> None:
+    """Card and report, then, under the output lease and only if LATEST still names `started_from` (the version
+    LATEST named when the run began), the manifest and LATEST: the manifest's presence is what makes the version
+    (and the index and ledger written before it) exist, and LATEST never moves back or past a version."""
     store.write_bytes(card.encode(), *layout.version(version, "README.md"))
     store.write_bytes(report_html.encode(), *layout.version(version, "report.html"))
-    store.write_json(manifest, *layout.version(version, "manifest.json"))
-    store.write_bytes(f"{version}\n".encode(), *layout.LATEST)
+    with output_lease(store, holder):
+        still_latest(store, started_from)
+        store.write_json(manifest, *layout.version(version, "manifest.json"), durable=True)
+        store.write_bytes(f"{version}\n".encode(), *layout.LATEST, durable=True)
 
 
 def schema_of(table_schema: pa.Schema) -> list[dict]:

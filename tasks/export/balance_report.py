@@ -67,7 +67,7 @@ def share_bars(column: str, rows: list[dict], stages: list[str]) -> str:
 def html(balance: dict | None, noun: str) -> str:
     if not balance:
         return ""
-    stages, parts = balance["stages"], ["<h2>Balance</h2>", caps_line(balance)]
+    stages, parts = balance["stages"], ["<h2>Balance</h2>", escape(caps_line(balance))]
     for column, rows in balance["columns"].items():
         head = "".join(f"<th>{escape(s)}</th>" for s in stages)
         body = "".join(
@@ -83,14 +83,20 @@ def html(balance: dict | None, noun: str) -> str:
 def markdown(balance: dict | None, noun: str) -> str:
     if not balance:
         return ""
-    stages, parts = balance["stages"], ["## Balance", caps_line(balance)]
+    stages, parts = balance["stages"], ["## Balance", cell(caps_line(balance))]
     for column, rows in balance["columns"].items():
-        parts.append(f"### {column}\n| group | {' | '.join(stages)} | train / validation / test | removed by |\n"
+        parts.append(f"### {cell(column)}\n| group | {' | '.join(stages)} | train / validation / test | removed by |\n"
                      f"|---|{'---|' * len(stages)}---|---|")
-        parts += [f"| {r['group']} | " + " | ".join(f"{r['rows'][s]:,} ({r['shares'][s]:.1%})" for s in stages)
+        parts += [f"| {cell(r['group'])} | " + " | ".join(f"{r['rows'][s]:,} ({r['shares'][s]:.1%})" for s in stages)
                   + f" | {' / '.join(f'{n:,}' for n in r['splits'].values())} | {removed_line(r)} |" for r in rows[:LISTED]]
         parts.append(more(rows))
     return "\n".join(parts) + "\n"
+
+
+def cell(value: str) -> str:
+    """A user's value in the card's Markdown, which renderers (the Hub's among them) read HTML in: escaped,
+    and `|` so a group name cannot end its table cell."""
+    return escape(value).replace("|", "\\|")
 
 
 def more(rows: list[dict]) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import Field
 
-from tasks.collect import MediaCollectSettings, Source
+from tasks.collect import MediaCollectSettings, MediaSource
 from tasks.io.readers import Malformed, media_bytes, optional_text
 from tasks.image import stats
 from tasks.image.decode import Undecodable, probe
@@ -32,7 +32,7 @@ SCHEMA = pa.schema([
 FEATURES = {"image": {"_type": "Image"}}
 
 
-class ImageSource(Source):
+class ImageSource(MediaSource):
     image_field: str = Field("image", description="table sources: field holding the picture's path or URL "
                                                   "(relative to the table's folder) or its bytes")
     caption_field: str | None = Field(None, description="table sources: field holding the caption")
@@ -48,7 +48,7 @@ class ImageCollectSettings(MediaCollectSettings):
 
 def to_payload(obj: dict, source: ImageSource, url: str, settings: ImageCollectSettings):
     """The picture of a whole file or of a table row, with what Pillow reads of it once fully decoded."""
-    media = media_bytes(obj, source.image_field, url, source.storage_options, "picture")
+    media = media_bytes(obj, source.image_field, url, source, settings.limits, "picture")
     caption = optional_text(obj, source.caption_field)
     for bad in (media, caption):
         if isinstance(bad, Malformed):

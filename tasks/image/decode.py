@@ -13,6 +13,8 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from pillow_heif import register_heif_opener
 
+from tasks.io.readers import unknown_bytes
+
 register_heif_opener()
 Image.MAX_IMAGE_PIXELS = None  # the configured cap (`max_pixels`) is checked before any pixel is decoded
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
@@ -50,7 +52,7 @@ def probe(data: bytes, max_pixels: int) -> dict:
         if kind:
             raise Undecodable(f"starts as a {kind} file but its header is corrupt (a bad chunk or checksum): "
                               "Pillow cannot open it") from None
-        raise Undecodable(f"not a picture Pillow can read (the file starts with {data[:16]!r})") from None
+        raise Undecodable(f"not a picture Pillow can read ({unknown_bytes(data)})") from None
     except DECODE_ERRORS as e:
         raise Undecodable(f"{getattr(image, 'format', None) or 'picture'} does not decode: {e}") from None
     return {"width": width, "height": height, "format": image.format, "mode": image.mode, "has_alpha": has_alpha(image)}

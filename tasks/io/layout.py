@@ -13,15 +13,25 @@
     ledger/<version>.parquet                         the source files a published version took
     LATEST                                           the newest published version's name
 
-Paths are tuples of parts for `Store` calls, so they work on any fsspec filesystem.
+Paths are tuples of parts for `Store` calls, so they work on any fsspec filesystem. A run id or version
+name read back from storage (a run record, LATEST, an index) is a path part: `is_name` says whether it is
+one curate could have made, and `Store` refuses any part that leaves the root.
 """
 
 from __future__ import annotations
 
+import posixpath
+import re
 from dataclasses import dataclass
 
 Parts = tuple[str, ...]
 LATEST: Parts = ("LATEST",)
+LATEST_LEASE: Parts = ("LATEST.lease",)  # held while a run compares and moves LATEST (tasks.export.publish)
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # a version name or run id: never ".", "..", "/" or empty
+
+
+def is_name(value) -> bool:
+    return isinstance(value, str) and re.fullmatch(NAME_PATTERN, value) is not None
 
 
 @dataclass(frozen=True)
@@ -72,3 +82,10 @@ def index(name: str, *parts: str) -> Parts:
 
 def ledger(name: str | None = None) -> Parts:
     return ("ledger", f"{name}.parquet") if name else ("ledger",)
+
+
+def published(store) -> set[str]:
+    """The versions a manifest commits: only these exist, whatever else (an index, a ledger) is on storage."""
+    pattern = store.path(*version("*", "manifest.json"))
+    names = {posixpath.basename(posixpath.dirname(p)) for p in store.fs.glob(pattern)}
+    return {name for name in names if is_name(name)}

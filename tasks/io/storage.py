@@ -1,7 +1,12 @@
 """Paths and I/O on any fsspec filesystem: run/stage layout, shard names, atomic writes.
 
 Writes go to a temporary name and are moved into place, so a reader never sees half a file; on object
-stores a single PUT is atomic already and the move is a server-side copy.
+stores a single PUT is atomic already and the move is a server-side copy. A commit file (a manifest, LATEST)
+is written durably: on a local disk the file and its folder are fsynced around the rename, so a power cut
+cannot leave a committed name pointing at bytes that never reached the disk.
+
+Every path is a root plus parts, and a part may never leave the root: `..`, `.`, an absolute path or a URL
+in a part raises `UnsafePath`, whatever wrote the name (a run record read back, a config, LATEST).
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import posixpath
 import uuid
 from typing import Any
@@ -25,6 +31,19 @@ def filesystem(url: str, storage_options: dict | None = None) -> tuple[fsspec.Ab
 
 
 BUCKETED = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl")  # object stores: a path starts with a bucket
+
+
+class UnsafePath(ValueError):
+    """A path part that would leave the output root."""
+
+
+def checked_parts(parts: tuple[str, ...]) -> tuple[str, ...]:
+    """`parts` if every one stays under the root it is joined to, else UnsafePath naming the part."""
+    for part in parts:
+        if not isinstance(part, str) or part.startswith("/") or "://" in part or "\\" in part or \
+                any(segment in (".", "..") for segment in part.split("/")):
+            raise UnsafePath(f"path part {part!r} would leave the output root")
+    return parts
 
 
 class OutputUnusable(OSError):
@@ -46,7 +65,7 @@ class Store:
         return filesystem(self.root, self.storage_options)[0]
 
     def url(self, *parts: str) -> str:
-        return posixpath.join(self.root, *parts) if parts else self.root
+        return posixpath.join(self.root, *checked_parts(parts)) if parts else self.root
 
     def path(self, *parts: str) -> str:
         """Protocol-less path for calls on `self.fs`."""
@@ -55,13 +74,24 @@ class Store:
     def exists(self, *parts: str) -> bool:
         return self.fs.exists(self.path(*parts))
 
-    def write_bytes(self, data: bytes, *parts: str) -> None:
+    def write_bytes(self, data: bytes, *parts: str, durable: bool = False) -> None:
+        """Write atomically; `durable`: also fsync the file and its folder on a local disk (commit files)."""
         fs, target = self.fs, self.path(*parts)
         fs.makedirs(posixpath.dirname(target), exist_ok=True)
         tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+        local = durable and is_local(fs)
         with fs.open(tmp, "wb") as f:
             f.write(data)
+            if local:
+                f.flush()
+                os.fsync(f.fileno())
         fs.mv(tmp, target)
+        if local:
+            folder = os.open(posixpath.dirname(target), os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
 
     def create_exclusive(self, data: bytes, *parts: str) -> bool:
         """Write a file only if none is there: O_EXCL on local disks, If-None-Match on S3. False if one was."""
@@ -105,8 +135,8 @@ class Store:
         """{path: content} of every JSON file matching `parts`, which may hold glob patterns; sorted by path."""
         return {path: json.loads(self.fs.cat_file(path)) for path in sorted(self.fs.glob(self.path(*parts)))}
 
-    def write_json(self, obj: Any, *parts: str) -> None:
-        self.write_bytes(json.dumps(obj, indent=2, sort_keys=False, default=str).encode(), *parts)
+    def write_json(self, obj: Any, *parts: str, durable: bool = False) -> None:
+        self.write_bytes(json.dumps(obj, indent=2, sort_keys=False, default=str).encode(), *parts, durable=durable)
 
     def write_table(self, table: pa.Table, *parts: str, row_group_size: int | None = None) -> dict:
         """Write a Parquet file atomically; returns its size in bytes and sha256."""
@@ -166,6 +196,10 @@ class Store:
         fs, target = self.fs, self.path(*parts)
         if fs.exists(target):
             fs.rm(target, recursive=True)
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
 
 
 def shard_name(index: int, sub: int | None = None) -> str:

@@ -6,8 +6,12 @@ continuing a failed run (`--resume`), and removing what no published version nee
     runs/<run_id>/<stage>/_done/<x>.json a shard's (or collect unit's) result, written after its outputs:
                                          a resumed run takes it instead of doing the work again
 
-A run whose record says `running` but whose process is gone (same host, no such pid) was killed: the next
-run or `curate gc` gives back its claim and removes its uncommitted version and index.
+A running run is alive while its lease holds: the flow's process rewrites `heartbeat` in its record every
+HEARTBEAT_S seconds, and a record whose heartbeat is older than LEASE_S is dead wherever it ran. On the
+machine that runs it (the same boot and pid namespace, not merely the same hostname, which containers
+share) a run is dead at once when its pid is gone or now belongs to a process started at another time.
+A dead run's claim is given back by the next run or `curate gc`, and its uncommitted version and index
+are removed. Names read back from a record (run id, version) are checked before any path is built of them.
 
 `tasks.runs.ledger` is the record across runs: the source files each published version took, so a recurring
 ingest reads only what is new or changed.
@@ -16,27 +20,81 @@ ingest reads only what is new or changed.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import posixpath
 import socket
+import threading
+import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from tasks.io import layout
 from tasks.io.layout import RunPaths
 from tasks.io.storage import Store
 
+HEARTBEAT_S = 10   # how often a live run rewrites its record's heartbeat
+LEASE_S = 90       # a record whose heartbeat is older is a dead run's, on any machine
+TEMP_GRACE_S = 3600  # `gc` removes a half-written file (*.tmp-*) older than this: no live write takes so long
+log = logging.getLogger(__name__)
+
 
 class CannotResume(Exception):
     """No failed run to continue, or one whose config or sources changed since."""
 
 
+def machine() -> dict:
+    """What tells this process's machine and pid namespace from another's: containers share hostnames and pid
+    numbers, not boot ids and namespaces. The process's start time tells a reused pid from ours."""
+    def read(path: str) -> str | None:
+        try:
+            return os.readlink(path) if path.startswith("/proc/self/ns") else open(path).read().strip()
+        except OSError:
+            return None
+    return {"host": socket.gethostname(), "boot_id": read("/proc/sys/kernel/random/boot_id"),
+            "pid_ns": read("/proc/self/ns/pid"), "pid": os.getpid(), "pid_started": started_at(os.getpid())}
+
+
+def started_at(pid: int) -> str | None:
+    """The start time of process `pid` (clock ticks since boot, /proc/<pid>/stat field 22); None if none runs."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
 def begin(store: Store, paths: RunPaths, flow_run_id: str | None, config_hash: str, version: str,
           files: list[dict]) -> dict:
-    record = {"run_id": paths.run_id, "status": "running", "host": socket.gethostname(), "pid": os.getpid(),
-              "flow_run_id": flow_run_id, "config_hash": config_hash, "version": version,
-              "started": datetime.now(timezone.utc).isoformat(), "files": files}
+    record = {"run_id": paths.run_id, "status": "running", **machine(), "flow_run_id": flow_run_id,
+              "config_hash": config_hash, "version": version, "started": now(), "heartbeat": now(),
+              "lease_s": LEASE_S, "files": files}
     store.write_json(record, *paths.record())
     return record
+
+
+@contextmanager
+def heartbeat(store: Store, record: dict):
+    """Renew the run's lease for the block: a thread rewrites the record's heartbeat every HEARTBEAT_S."""
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                store.write_json(record | {"heartbeat": now()}, *RunPaths(record["run_id"]).record())
+            except Exception as e:  # noqa: BLE001 -- a missed beat is retried; the lease allows several
+                log.warning("run %s: heartbeat not written (%s)", record["run_id"], e)
+    thread = threading.Thread(target=beat, name="curate-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def end(store: Store, record: dict, status: str, message: str = "") -> None:
@@ -45,23 +103,31 @@ def end(store: Store, record: dict, status: str, message: str = "") -> None:
 
 
 def records(store: Store) -> list[dict]:
-    """Every run's record, oldest first."""
-    return sorted(store.read_jsons(*RunPaths("*").record()).values(), key=lambda r: r["started"])
+    """Every run's record, oldest first; a record whose run id or version is no name curate makes (".." would
+    make a path outside the output) is left alone, with a warning."""
+    found = []
+    for path, record in store.read_jsons(*RunPaths("*").record()).items():
+        if isinstance(record, dict) and layout.is_name(record.get("run_id")) and layout.is_name(record.get("version")):
+            found.append(record)
+        else:
+            log.warning("%s is no run record curate wrote (its run_id or version is not a name): ignored", path)
+    return sorted(found, key=lambda r: str(r.get("started")))
 
 
 def alive(record: dict) -> bool:
-    """Whether the run may still be working: a run of another host counts as alive (its pid means nothing here)."""
+    """Whether the run may still be working: on its own machine, while its process runs; elsewhere, while its
+    heartbeat is younger than its lease."""
     if record["status"] != "running":
         return False
-    if record["host"] != socket.gethostname():
+    here = machine()
+    if record.get("boot_id") and (record.get("host"), record.get("boot_id"), record.get("pid_ns")) == \
+            (here["host"], here["boot_id"], here["pid_ns"]):
+        return started_at(record["pid"]) == record.get("pid_started")
+    beat = record.get("heartbeat")
+    if not beat:  # a record from before leases: another host's run counts as alive
         return True
-    try:
-        os.kill(record["pid"], 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    age = datetime.now(timezone.utc) - datetime.fromisoformat(beat)
+    return age.total_seconds() < record.get("lease_s", LEASE_S)
 
 
 def file_identity(files) -> list[dict]:
@@ -112,32 +178,44 @@ def release_dead(store: Store) -> list[dict]:
         claim = layout.claim(record["version"])
         if store.exists(*claim) and store.read_bytes(*claim).decode().strip() == record["run_id"]:
             store.remove(*claim)
-        end(store, record, "crashed", f"process {record['pid']} on {record['host']} ended without finishing the run")
+        end(store, record, "crashed", f"process {record['pid']} on {record['host']} ended without finishing the run "
+                                      f"(its last heartbeat: {record.get('heartbeat', 'none')})")
     return dead
 
 
 def remove_uncommitted(store: Store, version: str) -> None:
-    """Remove the version's folder unless its manifest commits it, and its index unless index.json does."""
+    """Remove the version's folder, index and ledger unless its manifest commits them."""
     if not store.exists(*layout.version(version, "manifest.json")):
-        store.remove(*layout.version(version))
-    if not store.exists(*layout.index(version, "index.json")):
-        store.remove(*layout.index(version))
+        for parts in (layout.version(version), layout.index(version), layout.ledger(version)):
+            store.remove(*parts)
 
 
 def garbage(store: Store) -> list[layout.Parts]:
     """What `curate gc` removes: folders of failed or killed runs that no published version names, version
-    and index folders nothing commits and no live run is writing, and claims dead runs left."""
+    and index folders no manifest commits and no live run is writing, claims dead runs left, and half-written
+    files (`*.tmp-*`) older than TEMP_GRACE_S."""
     every = records(store)
     live = {r["version"] for r in every if alive(r)}
     dead = {r["run_id"] for r in every if not alive(r)}
     published = {m["run_id"] for m in store.read_jsons(*layout.version("*", "manifest.json")).values()}
+    committed = layout.published(store)
     found = [RunPaths(r["run_id"]).root for r in every if r["run_id"] in dead - published]
-    for kind, marker in (("versions", "manifest.json"), ("index", "index.json")):
+    for kind in ("versions", "index"):
         for path in sorted(store.fs.glob(posixpath.join(store.path(kind), "*"))):
             name = posixpath.basename(path)
-            if name not in live and not store.exists(kind, name, marker):
+            if layout.is_name(name) and name not in live and name not in committed:
                 found.append((kind, name))
     for path in sorted(store.fs.glob(store.path(*layout.claim("*")))):
         if store.fs.cat_file(path).decode().strip() in dead:
             found.append(layout.claim(posixpath.basename(path)))
+    root = store.path().rstrip("/")
+    for path, info in sorted(store.fs.glob(f"{root}/**/*.tmp-*", detail=True).items()):
+        if time.time() - modified(info) > TEMP_GRACE_S:
+            found.append(tuple(posixpath.relpath(path, root).split("/")))
     return found
+
+
+def modified(info: dict) -> float:
+    """A listing entry's modification time in seconds since the epoch (local disks and object stores)."""
+    value = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or 0
+    return value.timestamp() if hasattr(value, "timestamp") else float(value)

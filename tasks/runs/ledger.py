@@ -9,13 +9,13 @@ with a manifest) count: the files of a run that failed are taken again by the ne
 
 from __future__ import annotations
 
-import posixpath
 from typing import Callable
 
 import pyarrow as pa
 
 from tasks.collect import InputFile
 from tasks.io import layout
+from tasks.io.secrets import public_url
 from tasks.io.storage import Store
 
 LEDGER_SCHEMA = pa.schema([("uri", pa.string()), ("size", pa.int64()), ("stamp", pa.string()),
@@ -30,14 +30,9 @@ def record(store: Store, version: str, files: list[dict]) -> None:
     store.write_table(pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA), *layout.ledger(version))
 
 
-def published_versions(store: Store) -> set[str]:
-    pattern = store.path(*layout.version("*", "manifest.json"))
-    return {posixpath.basename(posixpath.dirname(p)) for p in store.fs.glob(pattern)}
-
-
 def read(store: Store) -> pa.Table:
     """Every file the published versions took."""
-    published = published_versions(store)
+    published = layout.published(store)
     tables = [store.read_table(*layout.ledger(), name) for name in store.list(*layout.ledger(), pattern="*.parquet")
               if name.removesuffix(".parquet") in published]
     return pa.concat_tables(tables) if tables else LEDGER_SCHEMA.empty_table()
@@ -53,5 +48,5 @@ def unseen(files: list[InputFile], ledger: pa.Table, checksum: Callable[[InputFi
     seen = {(e["uri"], e["size"], e["stamp"]) for e in entries}
     sums = {(e["uri"], e["size"], e["sha256"]) for e in entries}
     sizes = {(uri, size) for uri, size, _ in sums}
-    return [f for f in files if (f.url, f.size, f.stamp) not in seen
-            and not ((f.url, f.size) in sizes and (f.url, f.size, checksum(f)) in sums)]
+    return [f for f in files if (public_url(f.url), f.size, f.stamp) not in seen
+            and not ((public_url(f.url), f.size) in sizes and (public_url(f.url), f.size, checksum(f)) in sums)]

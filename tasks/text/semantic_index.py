@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tasks.io import layout
+from tasks.dedup.index import committed
 from tasks.io.storage import Store
 from tasks.text.semantic import Embedder, SemanticDedupSettings
 
@@ -35,8 +36,7 @@ def published(store: Store, settings: SemanticDedupSettings, model: str | None) 
     def same(entry: dict) -> bool:
         return entry["embedder"] == model if model else (entry["dims"] == settings.dims and
                                                           not entry["embedder"].startswith("fasttext:"))
-    versions = sorted((v for v in store.read_jsons(*layout.index("*", "index.json")).values()
-                       if "semantic" in v and same(v["semantic"])), key=lambda v: (v["created"], v["version"]))
+    versions = [v for v in committed(store) if "semantic" in v and same(v["semantic"])]
     if not versions:
         return Published(model)
     embedder = versions[-1]["semantic"]["embedder"]
