@@ -3,7 +3,7 @@
     curate run CONFIG [--output URL] [--dask-address tcp://host:8786] [--resume [RUN_ID]]
     curate check CONFIG
     curate gc CONFIG [--dry-run]
-    curate server [--host 127.0.0.1] [--port 4200]
+    curate server [--host 127.0.0.1] [--port 4200] [--auth]
     curate serve CONFIG [--cron "0 3 * * *"] [--name NAME]
 """
 
@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import time
+from secrets import token_urlsafe
 from typing import NoReturn
 
 # Offline and quiet by default; a user's own settings win.
@@ -145,15 +146,27 @@ def cmd_gc(args) -> int:
 
 
 def cmd_server(args) -> NoReturn:
-    """The Prefect server and UI in the foreground (SQLite under PREFECT_HOME)."""
+    """The Prefect server and UI in the foreground (SQLite under PREFECT_HOME). Its API runs any deployment it
+    is asked to, so it takes state-changing requests only with a CSRF token, from its own UI's origin, and with
+    --auth only with the password (PREFECT_SERVER_API_AUTH_STRING, or one made now and printed)."""
     url = f"http://{args.host}:{args.port}"
-    print(f"Prefect UI at {url}, API at {url}/api. In another shell:\n"
-          f"  export PREFECT_API_URL={url}/api\n  curate serve CONFIG --cron '0 3 * * *'\nCtrl-C stops the server.",
-          flush=True)
     # The UI's pages call the API from the browser; left alone, Prefect points them at port 4200 whatever
     # --port says. Behind a proxy or on another host, set PREFECT_UI_API_URL yourself.
     browser_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    env = {"PREFECT_UI_API_URL": f"http://{browser_host}:{args.port}/api", **os.environ}
+    ui = f"http://{browser_host}:{args.port}"
+    env = {"PREFECT_UI_API_URL": f"{ui}/api", "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS": ui,
+           "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": "true", **os.environ}
+    login = ""
+    if args.auth:
+        env.setdefault("PREFECT_SERVER_API_AUTH_STRING", f"curate:{token_urlsafe(18)}")
+        login = (f"  export PREFECT_API_AUTH_STRING='{env['PREFECT_SERVER_API_AUTH_STRING']}'   (the UI asks for it "
+                 "too)\n")
+    elif args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"curate: warning: {args.host} is reachable from other machines and --auth is off: anyone who reaches "
+              "it can run deployments", file=sys.stderr)
+    print(f"Prefect UI at {url}, API at {url}/api. In another shell:\n{login}"
+          f"  export PREFECT_API_URL={url}/api\n  curate serve CONFIG --cron '0 3 * * *'\nCtrl-C stops the server.",
+          flush=True)
     # exec, not a child process: a signal to `curate server` reaches the server itself, and nothing is orphaned
     os.execve(sys.executable, [sys.executable, "-m", "prefect", "server", "start", "--host", args.host,
                                "--port", str(args.port)], env)
@@ -179,6 +192,12 @@ def cmd_serve(args) -> int:
               "`key: {env: AWS_ACCESS_KEY_ID}` (a variable where the flow runs) or "
               "`secret: {secret: my-block}` (a Prefect Secret block), or leave them out for s3fs's own lookup",
               file=sys.stderr)
+        return 2
+    from flows.preflight import deployed_run_problems
+
+    refused = deployed_run_problems(config, os.environ)
+    if refused:
+        print(f"curate: {args.config} asks for what a deployed run may not: " + "; ".join(refused), file=sys.stderr)
         return 2
     from flows.serving import serve
 
@@ -213,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     server = sub.add_parser("server", help="start the Prefect server and UI (SQLite, loopback by default)")
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=4200)
+    server.add_argument("--auth", action="store_true", help="require a password (PREFECT_SERVER_API_AUTH_STRING, "
+                                                           "or one made and printed now) for the API and the UI")
     server.set_defaults(func=cmd_server)
     serve = sub.add_parser("serve", help="serve the pipeline as a deployment: scheduled and triggerable from the UI")
     serve.add_argument("config")

@@ -6,6 +6,7 @@ No `from __future__ import annotations` here: Prefect validates a deployed run's
 flow's signature, and a string annotation for `PipelineConfig` cannot be resolved there.
 """
 
+import os
 from datetime import datetime, timezone
 
 from prefect import flow, get_run_logger, runtime, unmapped
@@ -67,10 +68,9 @@ def curate_once(config: PipelineConfig, resume: str | None = None) -> dict:
     """Set the run up (output, sources, files, version, the run to resume), then run the pipeline under the
     version's claim, recording how the run ends; a run that does not publish leaves no version behind."""
     logger = get_run_logger()
-    plain = secrets.plain_secrets(config.model_dump(mode="json"))
-    if plain and runtime.deployment.id:  # `curate serve` refuses these; `prefect deploy` or the UI form may not
-        raise preflight.NotReady(f"the run's parameters hold credentials in plain text ({', '.join(plain)}), which "
-                                 "the Prefect database keeps: name them with {env: VAR} or {secret: block}")
+    refused = preflight.deployed_run_problems(config, os.environ) if runtime.deployment.id else []
+    if refused:  # `curate serve` checks its own config; `prefect deploy` or the UI form may not
+        raise preflight.NotReady("a deployed run cannot start: " + "; ".join(refused))
     modality = modalities.get(config.modality)
     # credentials are resolved here, in memory: the run's parameters hold references only (tasks.io.secrets)
     store = Store(config.output, secrets.resolve(config.storage_options, "storage_options"))

@@ -90,6 +90,34 @@ def semantic_model(config: PipelineConfig) -> list[str]:
     return []
 
 
+ENV_PREFIXES = "CURATE_DEPLOYED_ENV_PREFIXES"  # what {env: ...} a deployed run may read (comma-separated prefixes)
+DASK_ADDRESSES = "CURATE_DEPLOYED_DASK_ADDRESSES"  # the schedulers a deployed run's dask.address may name
+
+
+def deployed_run_problems(config: PipelineConfig, environ) -> list[str]:
+    """What a run started from a deployment may not ask for. Its parameters come from whoever reaches the
+    Prefect API (the UI's form), and it runs where the worker's credentials are: it may not hold credentials
+    in plain text (the database keeps them), read environment variables outside the allowed prefixes
+    (`{env: AWS_SECRET_ACCESS_KEY}` sent as an endpoint's password would hand the worker's key to anyone), or
+    send its tasks, and with them the resolved credentials, to a scheduler the deployment does not name."""
+    data = config.model_dump(mode="json")
+    found = []
+    plain = secrets.plain_secrets(data)
+    if plain:
+        found.append(f"the run's parameters hold credentials in plain text ({', '.join(plain)}), which the Prefect "
+                     "database keeps: name them with {env: VAR} or {secret: block}")
+    prefixes = [p.strip() for p in environ.get(ENV_PREFIXES, "CURATE_").split(",") if p.strip()]
+    for where, kind, name in secrets.references(data):
+        if kind == "env" and not any(name.startswith(p) for p in prefixes):
+            found.append(f"{where} names the environment variable {name}; a deployed run reads only variables "
+                         f"named {' or '.join(p + '*' for p in prefixes)} ({ENV_PREFIXES} on the worker)")
+    allowed = {a.strip() for a in environ.get(DASK_ADDRESSES, "").split(",") if a.strip()}
+    if config.dask.address and config.dask.address not in allowed:
+        found.append(f"dask.address {config.dask.address} is not a scheduler this deployment runs on: leave it out "
+                     f"(the worker's DASK_SCHEDULER_ADDRESS is used) or list it in {DASK_ADDRESSES} on the worker")
+    return found
+
+
 def ensure_ready(config: PipelineConfig, store: Store) -> None:
     found = output_and_suites(config, store)
     if found:

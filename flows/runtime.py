@@ -45,24 +45,25 @@ def started_cluster(config: PipelineConfig):
 
     start_forkserver()
     security = Security.temporary()
-    with LocalCluster(**where["cluster_kwargs"] | {"security": security}) as cluster:
+    with LocalCluster(**where["cluster_kwargs"] | {"security": security}) as cluster, use_security(security):
         os.environ["DASK_SCHEDULER_ADDRESS"] = cluster.scheduler_address
-        use_security(security)
         try:
             yield security
         finally:
             os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
 
 
-def use_security(security) -> None:
-    """Dask clients made in this process from now on (the task runner's) present `security`'s certificates."""
+def use_security(security):
+    """Dask clients made in this process (the task runner's) present `security`'s certificates: for good, or
+    until the `with` block it is used as ends. None changes nothing."""
     import dask
 
-    if security is not None:
-        dask.config.set({"distributed.comm.tls.ca-file": security.tls_ca_file,
-                         "distributed.comm.tls.client.cert": security.tls_client_cert,
-                         "distributed.comm.tls.client.key": security.tls_client_key,
-                         "distributed.comm.require-encryption": True})
+    if security is None:
+        return dask.config.set({})
+    return dask.config.set({"distributed.comm.tls.ca-file": security.tls_ca_file,
+                            "distributed.comm.tls.client.cert": security.tls_client_cert,
+                            "distributed.comm.tls.client.key": security.tls_client_key,
+                            "distributed.comm.require-encryption": True})
 
 
 def run_config() -> PipelineConfig:

@@ -111,10 +111,20 @@ def test_serve_refuses_plain_credentials_and_a_served_run_keeps_references_only(
         # plain values typed into a custom run's form reach the database before any curate code runs; the run
         # refuses to use them, so the user names them instead
         typed = run_deployment("curate/secrets", parameters={"config": plain}, timeout=300)
+        # a form that names the worker's own variables would send them wherever its endpoint_url points
+        leaky = run_deployment("curate/secrets", timeout=300, parameters={"config": named | {"storage_options": {
+            "key": {"env": "CURATE_TEST_S3_KEY"}, "secret": {"env": "AWS_SECRET_ACCESS_KEY"},
+            "client_kwargs": options["client_kwargs"]}, "dask": {"address": "tcp://127.0.0.9:8786"}}})
     assert typed.state.is_failed()
-    assert typed.state.message == ("the run's parameters hold credentials in plain text (storage_options.key, "
-                                   "storage_options.secret), which the Prefect database keeps: name them with "
-                                   "{env: VAR} or {secret: block}")
+    assert typed.state.message == ("a deployed run cannot start: the run's parameters hold credentials in plain text "
+                                   "(storage_options.key, storage_options.secret), which the Prefect database keeps: "
+                                   "name them with {env: VAR} or {secret: block}")
+    assert leaky.state.is_failed()
+    assert leaky.state.message == (
+        "a deployed run cannot start: storage_options.secret names the environment variable AWS_SECRET_ACCESS_KEY; "
+        "a deployed run reads only variables named CURATE_* (CURATE_DEPLOYED_ENV_PREFIXES on the worker); "
+        "dask.address tcp://127.0.0.9:8786 is not a scheduler this deployment runs on: leave it out (the worker's "
+        "DASK_SCHEDULER_ADDRESS is used) or list it in CURATE_DEPLOYED_DASK_ADDRESSES on the worker")
 
 
 def test_every_text_option_but_the_known_safe_ones_is_a_credential():

@@ -52,8 +52,11 @@ def test_custom_run_from_the_deployment_form_completes(prefect_server, browser, 
         name.fill("from-the-ui")
         page.get_by_role("button", name="Submit").click()
         page.get_by_text("scheduled to start now").first.wait_for()  # the UI's own confirmation
+        token = httpx.get(f"{api}/csrf-token", params={"client": "test-ui"}).json()["token"]  # `curate server` asks
         runs = wait_for(lambda: httpx.post(f"{api}/flow_runs/filter", json={
-            "deployments": {"id": {"any_": [deployment]}}}).json(), 30, "the flow run")
+            "deployments": {"id": {"any_": [deployment]}}}, headers={"Prefect-Csrf-Token": token,
+                                                                     "Prefect-Csrf-Client": "test-ui"}).json(),
+                        30, "the flow run")
         run_id = runs[0]["id"]
         page.goto(f"{url}/runs/flow-run/{run_id}", wait_until="networkidle")
         page.get_by_text("Completed", exact=True).first.wait_for(timeout=240_000)  # the UI follows the run live
