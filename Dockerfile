@@ -17,4 +17,9 @@ COPY examples/ examples/
 # suites are found next to the package, and deployments start from this directory)
 RUN pip install -c constraints.txt -e .
 
+# curate runs as a user of its own, never root: the code is root's and read-only to it; /certs is where the
+# dask-tls service writes the Dask certificates (a named volume takes this folder's owner when first mounted)
+RUN useradd --create-home --uid 10001 curate && mkdir /certs && chown curate /certs
+USER curate
+
 CMD ["curate", "--help"]

@@ -77,6 +77,18 @@ def replaced(data: Any, replace, where: str = "", in_options: bool = False) -> A
     return data
 
 
+def references(data: Any, where: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, kind, name) of every reference under `data`."""
+    if is_reference(data):
+        (kind, name), = data.items()
+        return [(where, kind, name)]
+    if isinstance(data, dict):
+        return [r for k, v in data.items() for r in references(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(data, list):
+        return [r for i, v in enumerate(data) for r in references(v, f"{where}[{i}]")]
+    return []
+
+
 def plain_secrets(data: Any) -> list[str]:
     """The dotted keys under `data` that hold a credential in plain text."""
     found = []
