@@ -23,9 +23,9 @@ from tasks.records import Settings
 
 class GateSettings(Settings):
     raw: GatePolicy = Field("fail", description="fail: stop before the next stage; warn: record and go on; off")
-    clean: GatePolicy = "fail"
-    dedup: GatePolicy = "fail"
-    export: GatePolicy = "fail"
+    clean: GatePolicy = Field("fail", description="the gate after preprocess: fail, warn or off")
+    dedup: GatePolicy = Field("fail", description="the gate after dedup: fail, warn or off")
+    export: GatePolicy = Field("fail", description="the gate on the exported shards: fail, warn or off")
     suites_dir: str | None = Field(None, description="folder of GX suite JSON files; default: the project's expectations/")
     data_docs: DataDocs = Field("failed", description="GX Data Docs pages: of shards that fail an expectation "
                                                        "(failed), of every shard (always) or never")
@@ -34,7 +34,7 @@ class GateSettings(Settings):
 class DaskSettings(Settings):
     address: str | None = Field(None, description="existing scheduler (tcp://host:8786); null starts a local cluster")
     n_workers: int = Field(2, ge=1, description="local cluster: worker processes")
-    threads_per_worker: int = Field(1, ge=1)
+    threads_per_worker: int = Field(1, ge=1, description="local cluster: threads per worker process")
     memory_limit: str = Field("4GiB", description="local cluster: memory per worker")
 
     def scheduler(self, environ: Mapping[str, str]) -> str | None:
@@ -67,14 +67,16 @@ class PipelineConfig(Settings):
     allow_empty: bool = Field(False, description=(
         "publish even when a source yields only quarantined records or nothing is left to publish; otherwise "
         "such a run fails and says which source and why (a field name typo, say)"))
-    collect: _either("collect") = TEXT.collect()
-    preprocess: _either("preprocess") = TEXT.preprocess()
-    dedup: _either("dedup") = TEXT.dedup()
-    export: _either("export") = TEXT.export()
+    collect: _either("collect") = Field(TEXT.collect(), description="how source files become shards, and the caps "
+                                                                    "on what one file may make collect read")
+    preprocess: _either("preprocess") = Field(TEXT.preprocess(), description="the modality's rules, in order")
+    dedup: _either("dedup") = Field(TEXT.dedup(), description="exact and near-duplicate removal, across versions "
+                                                              "with incremental or against_published")
+    export: _either("export") = Field(TEXT.export(), description="splits, shard sizes, name and version")
     balance: BalanceSettings = Field(BalanceSettings(), description=(
         "groups to report at every stage (by) and caps on the groups of one column (max_share, max_per_group)"))
-    gates: GateSettings = GateSettings()
-    dask: DaskSettings = DaskSettings()
+    gates: GateSettings = Field(GateSettings(), description="Great Expectations gates between the stages")
+    dask: DaskSettings = Field(DaskSettings(), description="where the tasks run: a local cluster or a scheduler")
 
     @model_validator(mode="before")
     @classmethod
@@ -114,12 +116,38 @@ class PipelineConfig(Settings):
                 update={"speech": speech.model_copy(update={"measure": "always"})})
         return self
 
+    @model_validator(mode="after")
+    def _no_settings_for_a_feature_left_off(self) -> PipelineConfig:
+        """A feature off by default configured without turning it on would do nothing and say nothing (a quality
+        classifier's `train` that trains nothing, a `keep_top` that keeps everything): an error, unless
+        `enabled: false` is written out, which says the settings wait on purpose."""
+        problems = [f"{where}: {', '.join(given)} given, but the feature is off (enabled is false by default): add "
+                    "enabled: true, or enabled: false to keep them unused" for where, given in left_off(self)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     def redacted(self) -> dict:
         """The config as JSON data with credentials masked: what goes into logs, artifacts and manifests."""
         return secrets.masked(self.model_dump(mode="json"))
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.redacted(), sort_keys=True).encode()).hexdigest()
+
+
+def left_off(model: Settings, where: str = "") -> list[tuple[str, list[str]]]:
+    """(dotted key, the settings given) of every section under `model` that is off by default, was not turned on
+    and was given settings."""
+    found, fields = [], type(model).model_fields
+    if "enabled" in fields and fields["enabled"].default is False and not model.enabled \
+            and "enabled" not in model.model_fields_set and model.model_fields_set:
+        found.append((where, sorted(model.model_fields_set)))
+    for name in fields:
+        value = getattr(model, name)
+        for i, item in enumerate(value if isinstance(value, list) else [value]):
+            if isinstance(item, Settings):
+                found += left_off(item, f"{where}.{name}".lstrip(".") + (f"[{i}]" if isinstance(value, list) else ""))
+    return found
 
 
 def _validate(model: type, value: Any, loc: tuple) -> tuple[Any, list[dict]]:

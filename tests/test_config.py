@@ -120,3 +120,80 @@ def test_a_named_scheduler_is_seen_before_the_config_is_loaded(tmp_path, monkeyp
     assert scheduler_named(argparse.Namespace(config=str(tmp_path / "missing.yaml"), dask_address=None)) is True
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://h:8786")
     assert scheduler_named(args) is True
+
+
+def test_settings_of_a_feature_left_off_are_an_error_unless_it_is_off_on_purpose(tmp_path, capsys):
+    """Before, a classifier's `train` without `enabled: true` trained nothing, and `curate check` said nothing."""
+    base = "sources: [{uri: x.jsonl}]\noutput: o\n"
+    path = write(tmp_path, base + "preprocess:\n  quality_classifier:\n    train: {positive: a.jsonl, negative: b.jsonl}\n"
+                                  "    keep_top: 0.5\ndedup: {semantic: {threshold: 0.99}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).splitlines()[1] == (
+        "  (top level): preprocess.quality_classifier: keep_top, train given, but the feature is off (enabled is "
+        "false by default): add enabled: true, or enabled: false to keep them unused; dedup.semantic: threshold "
+        "given, but the feature is off (enabled is false by default): add enabled: true, or enabled: false to keep "
+        "them unused")
+    assert main(["check", str(path)]) == 2 and "quality_classifier: keep_top, train given" in capsys.readouterr().err
+    waiting = load_config(write(tmp_path, base + "dedup: {semantic: {enabled: false, threshold: 0.99}}\n"))
+    assert not waiting.dedup.semantic.enabled
+    from flows.config import PipelineConfig
+    assert PipelineConfig.model_validate(waiting.model_dump(mode="json")) == waiting  # as a deployment stores it
+
+
+def test_text_rule_settings_are_bounded(tmp_path):
+    path = write(tmp_path, "sources: [{uri: x.jsonl}]\noutput: o\npreprocess:\n"
+                           "  gopher_quality: {max_non_alpha_words_ratio: 5, min_doc_words: -1}\n"
+                           "  gopher_repetition: {dup_line_frac: 1.5}\n  c4: {max_word_length: 0}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).splitlines()[1:] == [
+        "  preprocess.gopher_quality.min_doc_words: Input should be greater than or equal to 0",
+        "  preprocess.gopher_quality.max_non_alpha_words_ratio: Input should be less than or equal to 1",
+        "  preprocess.gopher_repetition.dup_line_frac: Input should be less than or equal to 1",
+        "  preprocess.c4.max_word_length: Input should be greater than or equal to 1"]
+
+
+def every_setting():
+    """(dotted model.field, field info) of every setting of every modality's config, once each."""
+    import typing
+
+    from pydantic import BaseModel
+
+    from flows.config import PipelineConfig
+    from tasks import modalities
+
+    seen, found = set(), []
+
+    def models(annotation):
+        return [a for a in typing.get_args(annotation) or (annotation,) if isinstance(a, type) and issubclass(a, BaseModel)] \
+            + [m for a in typing.get_args(annotation) if typing.get_args(a) for m in models(a)]
+
+    def walk(model):
+        if model in seen:
+            return
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            found.append((f"{model.__name__}.{name}", info))
+            for inner in models(info.annotation):
+                walk(inner)
+    walk(PipelineConfig)
+    for modality in modalities.MODALITIES.values():
+        for section in ("source", "collect", "preprocess", "dedup", "export"):
+            walk(getattr(modality, section))
+    return found
+
+
+def test_every_setting_is_described_and_every_number_bounded():
+    """The UI's run form shows each description; a number without bounds takes any typo."""
+    import typing
+
+    import annotated_types
+
+    settings = every_setting()
+    assert len(settings) > 250
+    assert [name for name, info in settings if not info.description] == []
+    numbers = [(name, info) for name, info in settings
+               if any(t in (int, float) for t in typing.get_args(info.annotation) or (info.annotation,))]
+    bounded = (annotated_types.Ge, annotated_types.Gt, annotated_types.Le, annotated_types.Lt)
+    assert [name for name, info in numbers if not any(isinstance(m, bounded) for m in info.metadata)] == []

@@ -33,7 +33,7 @@ class AudioDedupSettings(DedupSettings):
     max_shift_frames: int = Field(48, ge=0, le=fingerprint.FRAMES - 1, description=(
         "8 ms frames two windows may be offset by: a trimmed copy's window sits elsewhere on the sound"))
     min_frames: int = Field(16, ge=1, le=64, description="fingerprint frames two clips must share to be compared")
-    seed: int = 1
+    seed: int = Field(1, ge=0, description="seed of the bit sampling of the LSH bands")
     keep: Literal["largest", "first", "quality"] = Field(
         "largest", description="which clip of a cluster stays: the most original samples (rate x duration: the "
                                "highest-rate, least-trimmed copy), the first seen, or the highest quality_column")

@@ -21,16 +21,17 @@ from tasks.records import Settings
 
 class LogMelSettings(Settings):
     enabled: bool = Field(False, description="add log_mel (float16) and log_mel_shape columns")
-    n_mels: int = Field(80, ge=8, le=512)
+    n_mels: int = Field(80, ge=8, le=512, description="mel bands")
     n_fft: int = Field(1024, ge=64, description="FFT size in samples")
     window: int = Field(1024, ge=16, description="window length in samples (<= n_fft)")
     hop: int = Field(256, ge=1, description="hop length in samples")
-    f_min: float = Field(0.0, ge=0)
-    f_max: float | None = Field(None, description="default: half the sample rate")
+    f_min: float = Field(0.0, ge=0, description="lowest frequency of the mel filters (Hz)")
+    f_max: float | None = Field(None, gt=0, description="highest frequency of the mel filters (Hz); default: half the "
+                                                       "sample rate")
 
 
 class AudioExportSettings(MediaExportSettings):
-    log_mel: LogMelSettings = LogMelSettings()
+    log_mel: LogMelSettings = Field(LogMelSettings(), description="optional log-mel spectrogram columns")
 
 
 def hz_to_mel(f):

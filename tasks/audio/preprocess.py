@@ -24,19 +24,19 @@ from tasks.text.preprocess.normalise import NormaliseSettings, normalise_texts
 
 
 class DurationSettings(Settings):
-    enabled: bool = True
+    enabled: bool = Field(True, description="reject clips outside the duration bounds")
     min_s: float = Field(0.5, ge=0, description="reject clips shorter than this (seconds)")
     max_s: float = Field(3600.0, gt=0, description="reject clips longer than this (seconds)")
 
 
 class SilenceSettings(Settings):
-    enabled: bool = True
-    threshold_db: float = Field(-50.0, description="a 20 ms frame below this RMS (dBFS) is silent")
+    enabled: bool = Field(True, description="reject clips that are mostly silent")
+    threshold_db: float = Field(-50.0, ge=-200, le=0, description="a 20 ms frame below this RMS (dBFS) is silent")
     max_share: float = Field(0.9, ge=0, le=1, description="reject clips with a larger share of silent frames")
 
 
 class ClippingSettings(Settings):
-    enabled: bool = True
+    enabled: bool = Field(True, description="reject clipped clips (full-scale samples)")
     max_share: float = Field(0.01, ge=0, le=1, description="reject clips with a larger share of full-scale samples")
 
 
@@ -52,7 +52,7 @@ class SpeechSettings(Settings):
 class NarrowbandSettings(Settings):
     """A speech-bandwidth test (telephone speech upsampled): music, piano, bird song and effects carry little
     energy up there by nature, so with `content: any` only clips that are mostly speech are judged."""
-    enabled: bool = True
+    enabled: bool = Field(True, description="reject speech whose bandwidth is below what its rate holds")
     min_rate: int = Field(16_000, ge=1_000, description="reject speech with (almost) no energy above 0.45 x this "
                                                         "rate: speech band-limited below what a recording at it holds")
     min_db: float = Field(-80.0, le=0, description="'almost no': the share of energy above the cutoff, in dB")
@@ -68,11 +68,11 @@ class LoudnessSettings(Settings):
 
 
 class TranscriptSettings(Settings):
-    enabled: bool = True
-    normalise: NormaliseSettings = NormaliseSettings()
+    enabled: bool = Field(True, description="normalise transcripts and check their length and rate")
+    normalise: NormaliseSettings = Field(NormaliseSettings(), description="as for text: Unicode and whitespace")
     required: bool = Field(False, description="reject clips without a transcript")
     min_chars: int = Field(1, ge=0, description="for clips that have a transcript")
-    max_chars: int = Field(5_000, ge=1)
+    max_chars: int = Field(5_000, ge=1, description="reject clips whose transcript is longer (characters)")
     min_chars_per_s: float = Field(1.0, ge=0, description="fewer characters per second: the text misses speech")
     max_chars_per_s: float = Field(30.0, gt=0, description="more: the clip misses text (nobody speaks faster)")
 
@@ -81,13 +81,13 @@ class AudioPreprocessSettings(Settings):
     content: Literal["any", "speech"] = Field("any", description="speech: clips with too little voice are rejected")
     target_rate: int = Field(24_000, ge=8_000, le=192_000, description="sample rate of the curated clips")
     mono: bool = Field(True, description="mix every clip down to one channel")
-    duration: DurationSettings = DurationSettings()
-    transcript: TranscriptSettings = TranscriptSettings()
-    clipping: ClippingSettings = ClippingSettings()
-    silence: SilenceSettings = SilenceSettings()
-    speech: SpeechSettings = SpeechSettings()
-    narrowband: NarrowbandSettings = NarrowbandSettings()
-    loudness: LoudnessSettings = LoudnessSettings()
+    duration: DurationSettings = Field(DurationSettings(), description="duration bounds (from the collected length)")
+    transcript: TranscriptSettings = Field(TranscriptSettings(), description="transcripts: normalised, length, rate")
+    clipping: ClippingSettings = Field(ClippingSettings(), description="clipping (one decode for this and below)")
+    silence: SilenceSettings = Field(SilenceSettings(), description="silent frames")
+    speech: SpeechSettings = Field(SpeechSettings(), description="voice activity (Silero VAD)")
+    narrowband: NarrowbandSettings = Field(NarrowbandSettings(), description="speech bandwidth")
+    loudness: LoudnessSettings = Field(LoudnessSettings(), description="loudness normalisation of the kept clips")
 
 
 def filter_metadata(table: pa.Table, settings: AudioPreprocessSettings) -> tuple[pa.Table, pa.Table]:

@@ -39,7 +39,7 @@ class ExportSettings(Settings):
         "version id (letters, digits, '.', '_', '-', starting with a letter or digit); default: UTC timestamp"))
     shard_rows: int = Field(100_000, ge=1, description="maximum rows per exported shard")
     shard_bytes: int = Field(128 * 2**20, ge=1024, description="target bytes per exported shard")
-    splits: SplitSettings = SplitSettings()
+    splits: SplitSettings = Field(SplitSettings(), description="shares of train, validation and test, by id hash")
     format: Literal["parquet", "webdataset"] = Field(
         "parquet", description="webdataset: a WebDataset tar beside each Parquet shard, with the same rows (the "
                                "manifest, the gates and later versions read the Parquet)")

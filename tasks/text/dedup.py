@@ -21,8 +21,9 @@ class TextDedupSettings(DedupSettings):
     num_perm: int = Field(256, ge=16, le=1024, description="MinHash permutations (more: a closer Jaccard estimate)")
     threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity the LSH bands are tuned for")
     bands: int | None = Field(None, ge=1, description="LSH bands; with rows, overrides the threshold's choice")
-    rows: int | None = Field(None, ge=1)
-    seed: int = 1
+    rows: int | None = Field(None, ge=1, description="rows per LSH band; with bands, overrides the threshold's choice")
+    seed: int = Field(1, ge=0, description="seed of the MinHash permutations (an index built with another is "
+                                           "matched by exact copies only)")
     semantic: SemanticDedupSettings = Field(SemanticDedupSettings(), description=(
         "after exact and MinHash dedup: embeddings trained on the run's documents, k-means, and pairs of cosine "
         ">= threshold inside each cluster (rule dedup.semantic)"))

@@ -32,7 +32,8 @@ BLOCK = 512  # rows of a cluster whose cosines to the better ones are computed a
 
 
 class SemanticDedupSettings(Settings):
-    enabled: bool = False
+    enabled: bool = Field(False, description="remove documents that say what a better one says (SemDeDup), after "
+                                             "MinHash dedup")
     threshold: float = Field(0.998, gt=0, le=1, description=(
         "cosine of two embeddings at which they are duplicates (on the shared sample, pairs at 0.998 are "
         "templated near-copies; at 0.99 different texts of one genre pair up)"))
@@ -45,7 +46,7 @@ class SemanticDedupSettings(Settings):
     pairs_task_rows: int = Field(200_000, ge=2, description=(
         "documents one pairs task holds, about (their vectors take dims x 4 bytes each): clusters are spread "
         "over ceil(documents / pairs_task_rows) tasks"))
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="seed of the embedding's and k-means' sampling")
 
 
 @dataclass

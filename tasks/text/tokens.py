@@ -43,7 +43,7 @@ class TokenizerSettings(Settings):
     train: TrainSettings | None = Field(None, description="train a byte-level BPE on the version's train split")
     eos: str | None = Field(None, description=f"end-of-document token; default: the first of {', '.join(EOS_CANDIDATES)} "
                                               "the tokenizer knows")
-    seed: int = Field(0, description="seed of the document order inside each shard")
+    seed: int = Field(0, ge=0, description="seed of the document order inside each shard")
 
     @model_validator(mode="after")
     def _one_origin(self) -> TokenizerSettings:

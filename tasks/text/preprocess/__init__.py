@@ -19,18 +19,23 @@ from tasks.text.preprocess.normalise import NormaliseSettings, normalise
 from tasks.text.preprocess.pii import PIISettings, redact_pii
 from tasks.text.preprocess.quality_classifier import QualityClassifierSettings, filter_quality_classifier
 from tasks.text.preprocess.words import word_counts
+from pydantic import Field
+
 from tasks.records import Settings, concat
 
 
 class PreprocessSettings(Settings):
-    normalise: NormaliseSettings = NormaliseSettings()
-    length: LengthSettings = LengthSettings()
-    language: LanguageSettings = LanguageSettings()
-    gopher_quality: GopherQualitySettings = GopherQualitySettings()
-    gopher_repetition: GopherRepetitionSettings = GopherRepetitionSettings()
-    c4: C4Settings = C4Settings()
-    quality_classifier: QualityClassifierSettings = QualityClassifierSettings()
-    pii: PIISettings = PIISettings()
+    """Text's preprocess rules, in the order they run."""
+    normalise: NormaliseSettings = Field(NormaliseSettings(), description="Unicode, mojibake and whitespace repair")
+    length: LengthSettings = Field(LengthSettings(), description="character-count bounds")
+    language: LanguageSettings = Field(LanguageSettings(), description="language identification and the languages kept")
+    gopher_quality: GopherQualitySettings = Field(GopherQualitySettings(), description="Gopher's quality rules")
+    gopher_repetition: GopherRepetitionSettings = Field(GopherRepetitionSettings(),
+                                                        description="Gopher's repetition rules")
+    c4: C4Settings = Field(C4Settings(), description="C4's line and document rules")
+    quality_classifier: QualityClassifierSettings = Field(QualityClassifierSettings(), description=(
+        "a learned quality score (trained here on your good and bad documents, or a local fastText model)"))
+    pii: PIISettings = Field(PIISettings(), description="personal data redaction")
 
 
 def preprocess(table: pa.Table, settings: PreprocessSettings) -> tuple[pa.Table, pa.Table]:

@@ -16,6 +16,8 @@ import pyarrow.compute as pc
 
 from tasks.text.preprocess.text import per_doc_sum, split_lines
 from tasks.text.preprocess.words import word_counts
+from pydantic import Field
+
 from tasks.records import Check, Settings, split_by_checks
 
 CITATION = r"\[\d*\]|\[edit\]|\[citation needed\]"
@@ -24,16 +26,17 @@ SENTENCE_END = r"[.!?。！？]+[\"'”’)\]]*(?:\s|$)"
 
 
 class C4Settings(Settings):
-    enabled: bool = True
-    remove_citations: bool = True
-    filter_no_terminal_punct: bool = True
-    min_words_per_line: int | None = 3
-    max_word_length: int | None = 1000
-    filter_javascript: bool = True
-    filter_policy: bool = True
-    filter_lorem_ipsum: bool = True
-    filter_curly_bracket: bool = True
-    min_num_sentences: int | None = 5
+    """C4's line and document rules (Raffel et al. 2020, as datatrove's C4QualityFilter)."""
+    enabled: bool = Field(True, description="apply the C4 rules")
+    remove_citations: bool = Field(True, description="remove Wikipedia-style [1], [edit], [citation needed]")
+    filter_no_terminal_punct: bool = Field(True, description="drop lines that do not end in terminal punctuation")
+    min_words_per_line: int | None = Field(3, ge=0, description="drop lines with fewer words")
+    max_word_length: int | None = Field(1000, ge=1, description="drop lines with a longer word (characters)")
+    filter_javascript: bool = Field(True, description="drop lines that mention javascript")
+    filter_policy: bool = Field(True, description="drop lines about terms of use, privacy or cookie policies")
+    filter_lorem_ipsum: bool = Field(True, description="reject documents holding 'lorem ipsum'")
+    filter_curly_bracket: bool = Field(True, description="reject documents with a curly bracket (code)")
+    min_num_sentences: int | None = Field(5, ge=0, description="reject documents with fewer sentences left")
 
 
 def _contains_any(values, needles: list[str]) -> np.ndarray:

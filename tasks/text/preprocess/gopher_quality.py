@@ -17,6 +17,8 @@ from numba import njit
 from tasks.text.preprocess.text import per_doc_count, per_doc_sum, ratio, split_lines
 from tasks.text.preprocess.words import SPACE, next_word
 from tasks.text.utf8 import buffers, code_point_table, code_points_of, decode, every_character
+from pydantic import Field
+
 from tasks.records import Check, Settings, split_by_checks
 
 PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~«»“”‘’„‚‹›¡¿…·—–•"
@@ -24,17 +26,25 @@ PUNCT = code_point_table(map(ord, PUNCTUATION))
 
 
 class GopherQualitySettings(Settings):
-    enabled: bool = True
-    min_doc_words: int | None = 50
-    max_doc_words: int | None = 100_000
-    min_avg_word_length: float | None = 3
-    max_avg_word_length: float | None = 10
-    max_symbol_word_ratio: float | None = 0.1
-    max_bullet_lines_ratio: float | None = 0.9
-    max_ellipsis_lines_ratio: float | None = 0.3
-    max_non_alpha_words_ratio: float | None = 0.8
-    min_stop_words: int | None = 2
-    stop_words: list[str] = ["the", "be", "to", "of", "and", "that", "have", "with"]
+    """Gopher's quality rules (Rae et al. 2021, as datatrove's GopherQualityFilter); null turns one rule off."""
+    enabled: bool = Field(True, description="apply the Gopher quality rules")
+    min_doc_words: int | None = Field(50, ge=0, description="reject documents with fewer words")
+    max_doc_words: int | None = Field(100_000, ge=0, description="reject documents with more words")
+    min_avg_word_length: float | None = Field(3, ge=0, description="reject documents whose mean word length "
+                                                                   "(characters) is shorter")
+    max_avg_word_length: float | None = Field(10, ge=0, description="reject documents whose mean word length is longer")
+    max_symbol_word_ratio: float | None = Field(0.1, ge=0, le=1, description="reject documents with more '#' and "
+                                                                             "ellipses per word")
+    max_bullet_lines_ratio: float | None = Field(0.9, ge=0, le=1, description="reject documents with a larger share "
+                                                                              "of lines starting with a bullet")
+    max_ellipsis_lines_ratio: float | None = Field(0.3, ge=0, le=1, description="reject documents with a larger share "
+                                                                                "of lines ending in an ellipsis")
+    max_non_alpha_words_ratio: float | None = Field(0.8, ge=0, le=1, description=(
+        "reject documents whose share of words with a letter is below this (Gopher's 80% rule; the name is "
+        "datatrove's)"))
+    min_stop_words: int | None = Field(2, ge=0, description="reject documents with fewer of the stop words")
+    stop_words: list[str] = Field(["the", "be", "to", "of", "and", "that", "have", "with"],
+                                  description="the words min_stop_words counts (English by default)")
 
 
 def gopher_signals(texts, stop_words: list[str]) -> dict[str, np.ndarray]:

@@ -16,17 +16,27 @@ from numba import njit
 from tasks.text.preprocess.text import ratio, text_lengths
 from tasks.text.preprocess.words import SPACE, next_word, trimmed
 from tasks.text.utf8 import buffers, fmix64, hash_bytes, same_bytes
+from pydantic import Field
+
 from tasks.records import Check, Settings, split_by_checks
 
 
 class GopherRepetitionSettings(Settings):
-    enabled: bool = True
-    dup_line_frac: float | None = 0.3
-    dup_para_frac: float | None = 0.3
-    dup_line_char_frac: float | None = 0.2
-    dup_para_char_frac: float | None = 0.2
-    top_n_grams: list[tuple[int, float]] = [(2, 0.2), (3, 0.18), (4, 0.16)]
-    dup_n_grams: list[tuple[int, float]] = [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)]
+    """Gopher's repetition rules (as datatrove's GopherRepetitionFilter); null turns one rule off."""
+    enabled: bool = Field(True, description="apply the Gopher repetition rules")
+    dup_line_frac: float | None = Field(0.3, ge=0, le=1, description="reject documents with a larger share of "
+                                                                     "lines seen earlier in them")
+    dup_para_frac: float | None = Field(0.3, ge=0, le=1, description="reject documents with a larger share of "
+                                                                     "paragraphs seen earlier in them")
+    dup_line_char_frac: float | None = Field(0.2, ge=0, le=1, description="reject documents with a larger share of "
+                                                                          "characters in repeated lines")
+    dup_para_char_frac: float | None = Field(0.2, ge=0, le=1, description="reject documents with a larger share of "
+                                                                          "characters in repeated paragraphs")
+    top_n_grams: list[tuple[int, float]] = Field([(2, 0.2), (3, 0.18), (4, 0.16)], description=(
+        "(n, share): reject documents whose most frequent word n-gram covers a larger share of the characters"))
+    dup_n_grams: list[tuple[int, float]] = Field(
+        [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)], description=(
+            "(n, share): reject documents whose repeated word n-grams cover a larger share of the characters"))
 
 
 def duplicate_elements(texts, min_newlines: int) -> tuple[np.ndarray, np.ndarray]:

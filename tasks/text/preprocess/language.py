@@ -19,7 +19,7 @@ MAX_CHARS = 2000  # the start of a document decides its language; longer input o
 
 
 class LanguageSettings(Settings):
-    enabled: bool = True
+    enabled: bool = Field(True, description="identify each document's language (fastText lid.176, in the wheel)")
     allowed: list[str] | None = Field(None, description="ISO 639-1 codes to keep (e.g. [en, de]); null keeps all")
     min_score: float = Field(0.65, ge=0, le=1, description="minimum confidence of the top language")
 

@@ -10,9 +10,9 @@ from tasks.records import Check, Settings, split_by_checks
 
 
 class LengthSettings(Settings):
-    enabled: bool = True
-    min_chars: int = Field(1, ge=0)
-    max_chars: int = Field(1_000_000, ge=1)
+    enabled: bool = Field(True, description="reject documents outside the length bounds")
+    min_chars: int = Field(1, ge=0, description="reject documents with fewer characters")
+    max_chars: int = Field(1_000_000, ge=1, description="reject documents with more characters")
 
 
 def filter_length(table: pa.Table, settings: LengthSettings) -> tuple[pa.Table, pa.Table]:

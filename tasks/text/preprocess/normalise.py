@@ -12,6 +12,8 @@ import ftfy
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pydantic import Field
+
 from tasks.records import Settings
 
 ANSI_ESCAPE = r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]"
@@ -22,12 +24,13 @@ UNICODE_SPACES = r"[\x{00A0}\x{2000}-\x{200A}\x{202F}\x{205F}\x{3000}]"
 
 
 class NormaliseSettings(Settings):
-    enabled: bool = True
-    strip_ansi: bool = True
-    fix_unicode: bool = True
-    strip_control: bool = True
-    unicode_form: Literal["NFC", "NFKC", "none"] = "NFC"
-    clean_whitespace: bool = True
+    enabled: bool = Field(True, description="normalise every text before the rules read it")
+    strip_ansi: bool = Field(True, description="remove ANSI terminal escapes (colours, cursor moves)")
+    fix_unicode: bool = Field(True, description="repair mojibake (UTF-8 read as Latin-1: 'Ã©' for 'é') with ftfy")
+    strip_control: bool = Field(True, description="remove control characters other than tab and newlines")
+    unicode_form: Literal["NFC", "NFKC", "none"] = Field("NFC", description="Unicode normalisation form")
+    clean_whitespace: bool = Field(True, description="Unicode spaces to ' ', trailing spaces and runs of blank "
+                                                     "lines removed")
 
 
 def fix_mojibake(texts: pa.ChunkedArray | pa.Array) -> pa.Array:

@@ -11,6 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pydantic import Field
+
 from tasks.records import Settings
 
 OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
@@ -23,11 +25,11 @@ PATTERNS = {  # applied in this order: cards before phones, whose shapes overlap
 
 
 class PIISettings(Settings):
-    enabled: bool = True
-    email: bool = True
-    phone: bool = True
-    ip_address: bool = True
-    credit_card: bool = True
+    enabled: bool = Field(True, description="replace personal data with placeholder tokens (counted in pii_redactions)")
+    email: bool = Field(True, description="e-mail addresses become <EMAIL>")
+    phone: bool = Field(True, description="phone numbers become <PHONE>")
+    ip_address: bool = Field(True, description="IPv4 addresses become <IP_ADDRESS>")
+    credit_card: bool = Field(True, description="13-19 digit card-shaped numbers become <CREDIT_CARD>")
 
 
 def redact_texts(texts, settings: PIISettings):

@@ -40,11 +40,11 @@ class QualityTrainSettings(Settings):
     text_field: str = Field("text", description="the field holding each document's text")
     holdout: float = Field(0.1, gt=0, lt=0.5, description="share of each class held out to measure the model")
     l2: float = Field(1e-5, ge=0, description="L2 penalty of the logistic regression")
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="seed of the held-out draw and the training order")
 
 
 class QualityClassifierSettings(Settings):
-    enabled: bool = False
+    enabled: bool = Field(False, description="score every document with the quality model (train or path)")
     train: QualityTrainSettings | None = Field(None, description="train the model on the user's own labelled documents")
     path: str | None = Field(None, description="or a local model: curate's quality_classifier.npz of an earlier "
                                                "version, or a fastText supervised .bin or .ftz")
