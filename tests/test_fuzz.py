@@ -1,5 +1,6 @@
 """Property tests: random bytes and mutations of valid files (flipped, cut, inserted, deleted, repeated
-bytes) go through every reader, collect and preprocess. Nothing may crash, and every record is accounted
+bytes, and hostile shapes: integers of thousands of digits, lines over the cap, decompression bombs, rows
+naming files outside their table) go through every reader, collect and preprocess. Nothing may crash, and every record is accounted
 for: per file, records + quarantined equals what the file holds (its non-blank lines for plain JSONL, one
 for a file read whole) and what collect wrote for it; per shard, preprocess keeps or rejects every row.
 Derandomized, so CI tries the same inputs on every run; CURATE_FUZZ_EXAMPLES sets how many per format
@@ -70,7 +71,15 @@ SEEDS = {  # extension: (modality, a valid file)
     "wav": ("audio", sound("WAV", "PCM_16")),
     "flac": ("audio", sound("FLAC")),
     "ogg": ("audio", sound("OGG")),
+    # a picture table whose rows name files the source does not own; pic.png is written beside it
+    "pics.jsonl": ("image", b'{"image": "pic.png"}\n{"image": "/proc/self/environ"}\n{"image": "../../etc/passwd"}\n'
+                            b'{"image": "file:///etc/passwd"}\n{"image": "http://169.254.169.254/latest/"}\n'),
+    # a bomb: one record, then zeros that decompress past the fuzz's cap on a file (LIMITS)
+    "bomb.jsonl.zst": ("text", zstandard.compress(LINES[0].encode() + b"\n" + bytes(3 * 2**20))),
 }
+LIMITS = {"shard_rows": 4, "max_line_bytes": 64 * 1024, "max_file_bytes": 2**20}
+HOSTILE = [b'{"id": "n", "text": "x", "v": ' + b"9" * 5000 + b"}\n", b'{"id": "l", "text": "' + b"w " * 40_000 + b'"}\n',
+           b"\n" + b"z" * 70_000, b'{"image": "../../../proc/self/environ"}\n']
 
 
 def mutate(seed: bytes, edits: list[tuple[str, int, bytes]]) -> bytes:
@@ -87,10 +96,12 @@ def mutate(seed: bytes, edits: list[tuple[str, int, bytes]]) -> bytes:
             del data[at:at + len(chunk) + 1]
         elif op == "repeat":
             data[at:at] = data[at:at + 64]
+        elif op == "hostile":
+            data[at:at] = HOSTILE[chunk[0] % len(HOSTILE)]
     return bytes(data)
 
 
-EDITS = st.lists(st.tuples(st.sampled_from(["flip", "cut", "insert", "delete", "repeat"]), st.integers(0, 1 << 16),
+EDITS = st.lists(st.tuples(st.sampled_from(["flip", "cut", "insert", "delete", "repeat", "hostile"]), st.integers(0, 1 << 16),
                            st.binary(min_size=1, max_size=16)), min_size=1, max_size=4)
 
 
@@ -103,9 +114,10 @@ def check_every_record_is_accounted_for(tmp_path: Path, ext: str, data: bytes) -
     modality = modalities.get(SEEDS[ext][0])
     folder = Path(tempfile.mkdtemp(dir=tmp_path))
     (folder / f"f.{ext}").write_bytes(data)
+    (folder / "pic.png").write_bytes(png())
     sources = [modality.source(uri=str(folder / f"f.{ext}"), **({"id_field": "id"} if SEEDS[ext][0] == "text" else {}))]
     store = Store(str(folder / "out"))
-    settings_ = modality.collect().model_copy(update={"shard_rows": 4})
+    settings_ = modality.collect().model_copy(update=LIMITS)
     result = collect_unit(discover(sources, modality), sources, settings_, modality, store, PATHS, 0)
     (stats,) = result.files
     written = sum(s["rows"] for s in result.shards)
@@ -113,7 +125,8 @@ def check_every_record_is_accounted_for(tmp_path: Path, ext: str, data: bytes) -
     bad = pq.read_table(quarantine).to_pylist() if quarantine.exists() else []
     assert (stats["records"], stats["quarantined"]) == (written, len(bad))
     assert all(b["error"] and b["line"] >= 1 and b["source"].endswith(f"f.{ext}") for b in bad)
-    if ext == "jsonl":
+    assert not [b for b in bad if "PATH=" in b["error"] or "root:" in b["error"]]  # no byte of a file read
+    if ext in ("jsonl", "pics.jsonl"):
         assert stats["records"] + stats["quarantined"] == sum(1 for line in data.split(b"\n") if line.strip())
     if ext in ("txt", "png", "jpg", "wav", "flac", "ogg"):
         assert stats["records"] + stats["quarantined"] == 1
@@ -140,17 +153,21 @@ for _ext in SEEDS:
 
 
 def test_the_seeds_themselves_are_read_whole():
-    """The mutations start from files every reader takes as valid."""
-    expected = {"jsonl": 7, "jsonl.gz": 7, "jsonl.zst": 7, "csv": 3, "parquet": 2, "txt": 1}
+    """The mutations start from files the readers take as expected: valid ones whole, the hostile seeds with
+    their hostile rows quarantined."""
+    expected = {"jsonl": 7, "jsonl.gz": 7, "jsonl.zst": 7, "csv": 3, "parquet": 2, "txt": 1, "pics.jsonl": 1,
+                "bomb.jsonl.zst": 1}
+    quarantined = {"parquet": 1, "pics.jsonl": 4, "bomb.jsonl.zst": 1}
     for ext, (name, data) in SEEDS.items():
         with tempfile.TemporaryDirectory() as tmp:
             modality = modalities.get(name)
             (Path(tmp) / f"f.{ext}").write_bytes(data)
+            (Path(tmp) / "pic.png").write_bytes(png())
             sources = [modality.source(uri=str(Path(tmp) / f"f.{ext}"))]
-            result = collect_unit(discover(sources, modality), sources, modality.collect(), modality,
-                                  Store(str(Path(tmp) / "out")), PATHS, 0)
+            result = collect_unit(discover(sources, modality), sources, modality.collect().model_copy(update=LIMITS),
+                                  modality, Store(str(Path(tmp) / "out")), PATHS, 0)
             assert (result.files[0]["records"], result.files[0]["quarantined"]) == (expected.get(ext, 1),
-                                                                                   1 if ext == "parquet" else 0), ext
+                                                                                   quarantined.get(ext, 0)), ext
 
 
 def test_a_parquet_string_with_invalid_utf8_costs_its_row_only(tmp_path):
