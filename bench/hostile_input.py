@@ -93,7 +93,8 @@ def main() -> None:
             print(f"{name:32s} not done after {args.timeout:.0f} s (killed)")
             continue
         if done.returncode:
-            print(f"{name:32s} failed after {time.perf_counter() - started:.1f} s: {done.stderr.strip().splitlines()[-1]}")
+            last = done.stderr.strip().splitlines()[-1]
+            print(f"{name:32s} failed after {time.perf_counter() - started:.1f} s: {last}")
             continue
         result = json.loads(done.stdout.strip().splitlines()[-1])
         mb = path.stat().st_size / 1e6

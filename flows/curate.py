@@ -52,8 +52,8 @@ def curate(config: PipelineConfig, resume: str | None = None) -> dict:
     `resume`: a failed run's id (or "last") whose finished shards this run takes instead of redoing them."""
     try:
         summary = curate_once(config, resume)
-    except (gates.GateFailed, VersionExists, export.VersionClaimed, export.VersionConflict, NothingToPublish, RepeatedIds,
-            secrets.SecretUnavailable, preflight.NotReady, collect.SourceError, runs.CannotResume,
+    except (gates.GateFailed, VersionExists, export.VersionClaimed, export.VersionConflict, NothingToPublish,
+            RepeatedIds, secrets.SecretUnavailable, preflight.NotReady, collect.SourceError, runs.CannotResume,
             TokenizerError, balance.BalanceError) as stop:
         # An expected stop: the Failed state carries the reason to the UI and the caller (as FailedRun),
         # without an engine traceback.

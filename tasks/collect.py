@@ -22,8 +22,8 @@ from pydantic import Field
 from tasks.gates import Check
 from tasks.io.compressed import COMPRESSIONS
 from tasks.io.layout import RunPaths
-from tasks.io.secrets import public_url
 from tasks.io.readers import WHOLE_FILE, HashingReader, Limits, Malformed, read_file
+from tasks.io.secrets import public_url
 from tasks.io.storage import Store, filesystem, shard_name
 from tasks.modality import Modality
 from tasks.records import QUARANTINE_SCHEMA, Settings, StageCounts
@@ -303,8 +303,8 @@ def barren_sources(files: list[InputFile], collected: list[Collected], sources: 
 
 def as_record(obj: dict, line: int, file: InputFile, source: Source, modality: Modality,
               settings: CollectSettings) -> tuple[dict, int] | Malformed:
-    """The record of one parsed row (or whole file) and its payload's bytes, or why it cannot be one. Rows are untrusted input: an
-    error nobody foresaw becomes this row's quarantine entry, never the run's failure."""
+    """The record of one parsed row (or whole file) and its payload's bytes, or why it cannot be one. Rows are
+    untrusted input: an error nobody foresaw becomes this row's quarantine entry, never the run's failure."""
     try:
         rid = record_id(obj, source)
         payload = rid if isinstance(rid, Malformed) else modality.to_payload(obj, source, file.url, settings)

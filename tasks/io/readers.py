@@ -43,10 +43,10 @@ class Malformed:
 @dataclass(frozen=True)
 class Limits:
     """The caps on what one source file may make collect read (`CollectSettings` sets them)."""
-    line: int = 64 * 2**20     # bytes of one line of a JSONL or CSV file
-    file: int = 64 * 2**30     # decompressed bytes of one source file
-    record: int = 64 * 2**20   # bytes of a file read whole (a .txt document, a picture) or named by a row
-    rows: int = 10_000         # rows per Parquet batch
+    line: int    # bytes of one line of a JSONL or CSV file
+    file: int    # decompressed bytes of one source file
+    record: int  # bytes of a file read whole (a .txt document, a picture) or named by a row
+    rows: int    # rows per Parquet batch
 
 
 def unknown_bytes(data: bytes) -> str:
