@@ -29,7 +29,7 @@ demo: $(STAMP)
 	$(BIN)/curate run examples/quickstart-audio.yaml
 
 test: $(STAMP) $(CHROMIUM)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # The UI test drives Debian's Chromium with Playwright; Playwright's own browser download is not used.
 $(CHROMIUM):
