@@ -12,6 +12,7 @@
     index/<version>/...                              the dedup index of a published version
     ledger/<version>.parquet                         the source files a published version took
     LATEST                                           the newest published version's name
+    LATEST.lease                                     held by the run comparing and moving LATEST
 
 Paths are tuples of parts for `Store` calls, so they work on any fsspec filesystem. A run id or version
 name read back from storage (a run record, LATEST, an index) is a path part: `is_name` says whether it is
