@@ -30,7 +30,19 @@ class TooLarge(ValueError):
     """A stream, line or file beyond the cap its setting names."""
 
 
-class ZstdReader(io.RawIOBase):
+class Read1Stream(io.RawIOBase):
+    """A readable binary stream made of its `read1`: `readinto` (what io's `read` calls) takes from it."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.read1(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+class ZstdReader(Read1Stream):
     """A binary stream of the concatenated frames of a zstd file; EOFError if it ends inside a frame."""
 
     def __init__(self, raw, chunk_bytes: int = 1 << 16):
@@ -40,9 +52,6 @@ class ZstdReader(io.RawIOBase):
         self.in_frame = False  # bytes of the current frame were read and its end was not reached yet
         self.frames, self.pending, self.taken = 0, b"", 0
         self.compressed = memoryview(b"")  # read from `raw`, not yet decompressed
-
-    def readable(self) -> bool:
-        return True
 
     def read1(self, size: int = -1) -> bytes:
         """Up to `size` of the next decompressed bytes (b"" at the end of the file). What one decompress call
@@ -73,21 +82,13 @@ class ZstdReader(io.RawIOBase):
             self.frame = self.decompressor.decompressobj()
         return b"".join(out)
 
-    def readinto(self, buffer) -> int:
-        data = self.read1(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
 
-
-class Capped(io.RawIOBase):
+class Capped(Read1Stream):
     """`raw` (a stream with `read1` or `read`) that raises TooLarge once more than `limit` bytes came out."""
 
     def __init__(self, raw, limit: int, setting: str):
         self.raw, self.limit, self.setting, self.passed = raw, limit, setting, 0
         self._read = getattr(raw, "read1", raw.read)
-
-    def readable(self) -> bool:
-        return True
 
     def read1(self, size: int = -1) -> bytes:
         data = self._read(size)
@@ -103,11 +104,6 @@ class Capped(io.RawIOBase):
             parts.append(data)
             wanted = wanted - len(data) if wanted > 0 else wanted
         return b"".join(parts)
-
-    def readinto(self, buffer) -> int:
-        data = self.read1(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
 
 
 def decompressing(raw, compression: str | None):
