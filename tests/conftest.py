@@ -39,6 +39,15 @@ FRESH = ("The river had been rising for three days when the ferry finally stoppe
          "watching the current carry fence posts and branches past his door. Then the rain stopped.")
 
 
+# The Prefect server and the warm Dask cluster every run of the session shares (`run_services`), as a user's
+# `curate server` and a deployed cluster are shared: the variables that name them, for runs in this process
+# and in the processes the tests start.
+SERVICES = ("PREFECT_API_URL", "DASK_SCHEDULER_ADDRESS", "DASK_DISTRIBUTED__COMM__TLS__CA_FILE",
+            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT", "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY",
+            "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION")
+NO_TLS = {"distributed.comm.tls.ca-file": None, "distributed.comm.tls.client.cert": None,
+          "distributed.comm.tls.client.key": None, "distributed.comm.require-encryption": False}
+
 SHARED_DATA = ROOT.parent / "shared" / "data"  # the real text, pictures and clips beside the checkout
 
 
@@ -48,6 +57,64 @@ def pytest_sessionstart(session):
     if os.environ.get("CI") and not SHARED_DATA.is_dir():
         pytest.exit(f"CI without {SHARED_DATA}: the tests that read it would be skipped and prove nothing",
                     returncode=3)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "own_services: the test starts its own Prefect server and Dask cluster "
+                                       "(it kills, signals or sizes them) instead of the session's shared ones")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def run_services(tmp_path_factory):
+    """One temporary Prefect server and one warm two-worker Dask cluster (TLS, workers forked from a forkserver
+    that imported the stages) for the whole session, exported through the variables the code honours: each run
+    of a test then costs its work, not a server's and a cluster's start (seconds each)."""
+    import dask
+    from distributed import LocalCluster
+    from distributed.security import Security
+    from prefect.context import refresh_global_settings_context
+
+    from flows.runtime import use_security
+    from flows.server import TemporaryServer
+    from flows.warm import start_forkserver
+
+    server = TemporaryServer()
+    start_forkserver()
+    security = Security.temporary()
+    certs = tmp_path_factory.mktemp("dask-tls")
+    files = {}
+    for name in ("tls_ca_file", "tls_client_cert", "tls_client_key"):
+        files[name] = certs / f"{name}.pem"
+        files[name].write_text(getattr(security, name))
+        files[name].chmod(0o600)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                           security=security, preload=["flows.warm"])
+    server.ready(180)
+    os.environ.update(dict(zip(SERVICES, [server.api_url, cluster.scheduler_address, str(files["tls_ca_file"]),
+                                          str(files["tls_client_cert"]), str(files["tls_client_key"]), "True"])))
+    refresh_global_settings_context()
+    with use_security(security):
+        yield server.api_url, cluster.scheduler_address
+    cluster.close()
+    for name in SERVICES:
+        os.environ.pop(name, None)
+    refresh_global_settings_context()
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def own_services(request, monkeypatch):
+    """A test marked `own_services` runs as a user without a server or a scheduler would: its runs start their own."""
+    if not request.node.get_closest_marker("own_services"):
+        yield
+        return
+    import dask
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    for name in SERVICES:
+        monkeypatch.delenv(name, raising=False)
+    with dask.config.set(NO_TLS), temporary_settings(restore_defaults={PREFECT_API_URL}):
+        yield
 
 
 def e2e_config(sources: str, output: str, **extra) -> dict:
@@ -101,7 +168,8 @@ def serving(prefect_server, config: dict, folder: Path, name: str, *options: str
     url, home, _ = prefect_server
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"{url}/api"}
+    env = {**{k: v for k, v in os.environ.items() if k not in SERVICES}, "PREFECT_HOME": str(home),
+           "PREFECT_API_URL": f"{url}/api"}  # serve holds a cluster of its own
     with open(folder / f"serve-{name}.log", "w") as out:
         serve = subprocess.Popen([*CURATE, "serve", str(path), "--name", name, *options], env=env, cwd=ROOT,
                                  stdout=out, stderr=subprocess.STDOUT, text=True)

@@ -14,7 +14,7 @@ from prefect.exceptions import FailedRun
 
 from conftest import E2E, FRESH, e2e_config
 from flows.config import load_config
-from flows.curate import prefect_api, run_pipeline
+from flows.curate import run_pipeline
 
 
 EXPECTED_STAGES = {
@@ -172,9 +172,7 @@ def test_a_field_typo_or_an_empty_result_fails_instead_of_publishing(tmp_path):
     assert not (out / "LATEST").exists() and not (out / "versions").exists() and not any((out / "index").iterdir())
 
 
-def test_s3_sources_and_output_on_an_existing_dask_scheduler(tmp_path, s3):
-    from distributed import LocalCluster
-
+def test_s3_sources_and_output_on_an_existing_dask_scheduler(tmp_path, s3, run_services, monkeypatch):
     fs, options = s3
     for f in E2E.glob("*.jsonl*"):
         fs.put(str(f), f"curate/raw/{f.name}")
@@ -183,9 +181,8 @@ def test_s3_sources_and_output_on_an_existing_dask_scheduler(tmp_path, s3):
     data = yaml.safe_load(path.read_text())
     data["sources"][0]["storage_options"] = options
     path.write_text(yaml.safe_dump(data))
-    with prefect_api(), LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                     dashboard_address=None) as cluster:
-        summary = run_pipeline(load_config(path, {"dask.address": cluster.scheduler_address}))
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS")  # the config's own address, not the variable, names the scheduler
+    summary = run_pipeline(load_config(path, {"dask.address": run_services[1]}))
     assert summary["stages"] == EXPECTED_STAGES
     assert summary["published"] == "s3://curate/datasets/e2e/versions/v1"
     assert fs.cat("curate/datasets/e2e/LATEST") == b"v1\n"

@@ -9,6 +9,7 @@ import sys
 
 import dask
 import httpx
+import pytest
 
 from conftest import CURATE, ROOT, free_port, wait_for
 from flows.config import PipelineConfig
@@ -40,6 +41,7 @@ def test_curate_server_with_auth_wants_its_password_a_csrf_token_and_its_own_ori
     assert "export PREFECT_API_AUTH_STRING='admin:s3cret-pass'" in (tmp_path / "server.log").read_text()
 
 
+@pytest.mark.own_services
 def test_a_local_cluster_speaks_tls_and_refuses_a_client_without_its_certificates():
     from distributed import Client
 

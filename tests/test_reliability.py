@@ -51,6 +51,7 @@ def exported_rows(out: Path, version: str) -> dict[str, list[dict]]:
             for f in sorted((out / "versions" / version).glob("*/part-*.parquet"))}
 
 
+@pytest.mark.own_services
 def test_a_killed_run_leaves_no_process_and_resumes_to_what_an_uninterrupted_run_publishes(tmp_path):
     settings = {"collect": {"shard_rows": 10}, "export": {"version": "v1", "splits": {"train": 0.8, "validation": 0.1, "test": 0.1}},
                 "gates": {"raw": "off", "clean": "off", "dedup": "off", "export": "off"}}
@@ -92,6 +93,7 @@ def test_a_killed_run_leaves_no_process_and_resumes_to_what_an_uninterrupted_run
     assert exported_rows(out, "v1") == exported_rows(tmp_path / "reference", "v1") != {}
 
 
+@pytest.mark.own_services
 def test_sigterm_stops_a_run_cleanly_and_leaves_no_half_written_version(tmp_path):
     config = e2e_config(str(E2E / "*.jsonl*"), str(tmp_path / "out")) | {"collect": {"shard_rows": 10},
                                                                           "export": {"version": "v1"}}
@@ -164,6 +166,7 @@ def test_gc_removes_what_no_published_version_needs_and_spares_live_runs(tmp_pat
         "index/v1", "index/v3", "runs/r-live", "runs/r-published", "versions/v1", "versions/v3"]
 
 
+@pytest.mark.own_services
 def test_a_worker_killed_mid_stage_costs_nothing(prefect_server, tmp_path):
     """The test's own scheduler and two workers (no nanny: a killed worker stays dead); one is killed with
     -9 while preprocess runs, Dask reruns its tasks on the other, and the version is the one a run on an

@@ -54,6 +54,7 @@ def objects_holding(fs, bucket: str, *needles: str) -> list[str]:
     return [key for key in fs.find(bucket) if any(n.encode() in fs.cat_file(key) for n in needles)]
 
 
+@pytest.mark.own_services
 def test_a_run_given_plain_credentials_writes_them_nowhere(s3, tmp_path):
     fs, options = s3
     (tmp_path / "conf").mkdir()
@@ -77,6 +78,7 @@ def test_a_run_given_plain_credentials_writes_them_nowhere(s3, tmp_path):
     assert objects_holding(fs, "curate", KEY, SECRET) == []       # manifest, card, report, runs, index
 
 
+@pytest.mark.own_services
 def test_serve_refuses_plain_credentials_and_a_served_run_keeps_references_only(prefect_server, s3, tmp_path,
                                                                                monkeypatch):
     from prefect.blocks.system import Secret

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import httpx
 import pyarrow.dataset as ds
+import pytest
 
 from conftest import CURATE, E2E, ROOT, FRESH, e2e_config, serving
 
 
 
+@pytest.mark.own_services
 def test_server_says_where_and_serve_needs_one(prefect_server):
     url, _, log = prefect_server
     assert log.read_text().startswith(f"Prefect UI at {url}, API at {url}/api.")
@@ -26,6 +28,7 @@ def test_server_says_where_and_serve_needs_one(prefect_server):
     assert out.returncode == 2 and "curate server" in out.stderr
 
 
+@pytest.mark.own_services
 def test_served_deployment_runs_with_custom_parameters_then_ingests_only_new_files(prefect_server, tmp_path):
     import asyncio
 

@@ -57,6 +57,7 @@ def dask_cluster(tmp_path, prefect_server, s3_endpoint):
             p.wait(timeout=30)
 
 
+@pytest.mark.own_services
 def test_deployed_flow_on_separate_scheduler_workers_and_s3(tmp_path, dask_cluster, s3, prefect_server):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId

@@ -37,6 +37,7 @@ def form_field(page, description: str):
     return prop.locator(":scope > .p-label__body").locator("input, textarea").first
 
 
+@pytest.mark.own_services
 def test_custom_run_from_the_deployment_form_completes(prefect_server, browser, tmp_path):
     config = e2e_config(str(E2E / "*.jsonl*"), str(tmp_path / "out"), incremental=True)
     config["export"]["name"] = "served"

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 SCRIPT = """
@@ -33,6 +35,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.own_services
 def test_local_workers_fork_warm_from_one_server_with_dasks_worker_environment():
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | {"PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=ROOT, capture_output=True, text=True,
