@@ -4,8 +4,7 @@ output, timed from the command's start to its exit, with nothing else running.
     .venv/bin/python bench/fixed_cost.py [--docs 20] [--runs 5] [-- extra curate run arguments]
 
 Each run is the whole product: its Prefect API, its local Dask cluster, the four Great Expectations gates,
-export. PREFECT_HOME is a fresh folder for the bench, so the first run finds nothing of an earlier one;
-later runs find what the first left (a local server that stays up a while, `curate run --no-daemon` not to).
+export. PREFECT_HOME is a fresh folder for the bench, so the first run finds nothing of an earlier one.
 The warm path, runs triggered through `curate serve`, is `bench/warm_run.py`.
 """
 
@@ -57,7 +56,6 @@ def main() -> None:
         print(f"median of {args.runs}: {statistics.median(seconds):.2f} s (min {min(seconds):.2f}, "
               f"max {max(seconds):.2f})")
     finally:
-        subprocess.run([CURATE, "daemon", "stop"], env=env, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -69,7 +69,6 @@ def run_services(tmp_path_factory):
     """One temporary Prefect server and one warm two-worker Dask cluster (TLS, workers forked from a forkserver
     that imported the stages) for the whole session, exported through the variables the code honours: each run
     of a test then costs its work, not a server's and a cluster's start (seconds each)."""
-    import dask
     from distributed import LocalCluster
     from distributed.security import Security
     from prefect.context import refresh_global_settings_context
