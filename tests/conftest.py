@@ -66,14 +66,15 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session", autouse=True)
 def run_services(tmp_path_factory):
-    """One temporary Prefect server and one warm two-worker Dask cluster (TLS, workers forked from a forkserver
-    that imported the stages) for the whole session, exported through the variables the code honours: each run
+    """One temporary Prefect server and one warm Dask cluster of a run's default size (`cluster_for`: TLS, workers
+    forked from a forkserver that imported the stages) for the whole session, exported through the variables the code honours: each run
     of a test then costs its work, not a server's and a cluster's start (seconds each)."""
     from distributed import LocalCluster
     from distributed.security import Security
     from prefect.context import refresh_global_settings_context
 
-    from flows.runtime import use_security
+    from flows.config import DaskSettings
+    from flows.runtime import cluster_for, use_security
     from flows.server import TemporaryServer
     from flows.warm import start_forkserver
 
@@ -86,8 +87,7 @@ def run_services(tmp_path_factory):
         files[name] = certs / f"{name}.pem"
         files[name].write_text(getattr(security, name))
         files[name].chmod(0o600)
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                           security=security, preload=["flows.warm"])
+    cluster = LocalCluster(**cluster_for(DaskSettings(), {})["cluster_kwargs"] | {"security": security})
     server.ready(180)
     os.environ.update(dict(zip(SERVICES, [server.api_url, cluster.scheduler_address, str(files["tls_ca_file"]),
                                           str(files["tls_client_cert"]), str(files["tls_client_key"]), "True"])))
