@@ -98,12 +98,12 @@ def curate_once(config: PipelineConfig, resume: str | None = None) -> dict:
         logger.info("resuming run %s (version %s): finished shards are taken as they are", run_id, version)
     else:
         run_id = new_run_id(started)
-        version = config.export.version or export.new_version()
+        version = config.export.version or export.new_version(run_id)
     paths = RunPaths(run_id)
     with export.claimed(store, version, run_id):
         if store.exists(*layout.version(version, "manifest.json")):
             raise VersionExists(f"version {version!r} is already published at {store.url(*layout.version(version))}; "
-                                "set export.version to a new name or leave it empty for a timestamp")
+                                "set export.version to a new name or leave it empty for an automatic one")
         record = runs.begin(store, paths, runtime.flow_run.id, config.fingerprint(), version, identity)
         try:
             with runs.heartbeat(store, record):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import Literal
 
 import numpy as np
@@ -36,7 +35,7 @@ from tasks.export.webdataset import tar_shard
 class ExportSettings(Settings):
     name: str = Field("curated-dataset", description="dataset name on the dataset card")
     version: str | None = Field(None, pattern=layout.NAME_PATTERN, description=(
-        "version id (letters, digits, '.', '_', '-', starting with a letter or digit); default: UTC timestamp"))
+        "version id (letters, digits, '.', '_', '-', starting with a letter or digit); default: v, the UTC start time and the run's id"))
     shard_rows: int = Field(100_000, ge=1, description="maximum rows per exported shard")
     shard_bytes: int = Field(128 * 2**20, ge=1024, description="target bytes per exported shard")
     splits: SplitSettings = Field(SplitSettings(), description="shares of train, validation and test, by id hash")
@@ -73,8 +72,10 @@ def as_is(table: pa.Table, settings: ExportSettings) -> pa.Table:
     return table
 
 
-def new_version() -> str:
-    return datetime.now(timezone.utc).strftime("v%Y%m%d-%H%M%S")
+def new_version(run_id: str) -> str:
+    """The automatic version name: `v` and the run's id (its start time and its flow run's id), so two runs
+    started in the same second never claim the same version, and names still sort by time."""
+    return f"v{run_id}"
 
 
 def export_split(store: Store, inputs: list[tuple[str, ...]], split: str, settings: ExportSettings,
