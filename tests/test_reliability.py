@@ -18,7 +18,7 @@ from prefect.exceptions import FailedRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from conftest import CURATE, E2E, ROOT, e2e_config, wait_for
-from flows.config import PipelineConfig, load_config
+from flows.config import PipelineConfig
 from flows.curate import run_pipeline
 
 
@@ -51,11 +51,22 @@ def exported_rows(out: Path, version: str) -> dict[str, list[dict]]:
             for f in sorted((out / "versions" / version).glob("*/part-*.parquet"))}
 
 
+SETTINGS = {"collect": {"shard_rows": 10}, "export": {"version": "v1", "splits": {"train": 0.8, "validation": 0.1, "test": 0.1}},
+            "gates": {"raw": "off", "clean": "off", "dedup": "off", "export": "off"}}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """What an undisturbed run of the e2e sources with SETTINGS publishes (its stages and exported rows): the
+    killed-and-resumed run and the run that lost a worker must both end in it."""
+    out = tmp_path_factory.mktemp("reference")
+    summary = run_pipeline(PipelineConfig.model_validate(e2e_config(str(E2E / "*.jsonl*"), str(out)) | SETTINGS))
+    return summary["stages"], exported_rows(out, "v1")
+
+
 @pytest.mark.own_services
-def test_a_killed_run_leaves_no_process_and_resumes_to_what_an_uninterrupted_run_publishes(tmp_path):
-    settings = {"collect": {"shard_rows": 10}, "export": {"version": "v1", "splits": {"train": 0.8, "validation": 0.1, "test": 0.1}},
-                "gates": {"raw": "off", "clean": "off", "dedup": "off", "export": "off"}}
-    config = e2e_config(str(E2E / "*.jsonl*"), str(tmp_path / "out")) | settings
+def test_a_killed_run_leaves_no_process_and_resumes_to_what_an_uninterrupted_run_publishes(reference, tmp_path):
+    config = e2e_config(str(E2E / "*.jsonl*"), str(tmp_path / "out")) | SETTINGS
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(config))
     home = tmp_path / "home"
@@ -88,9 +99,9 @@ def test_a_killed_run_leaves_no_process_and_resumes_to_what_an_uninterrupted_run
         (state,) = db.execute("select state_type from flow_run where id = ?", (record["flow_run_id"],)).fetchone()
     assert state == "CRASHED"  # marked by the resumed run: a killed process cannot say so itself
 
-    reference = run_pipeline(load_config(path, {"output": str(tmp_path / "reference")}))
-    assert reference["stages"] == json.loads((out / "versions" / "v1" / "manifest.json").read_text())["stages"]
-    assert exported_rows(out, "v1") == exported_rows(tmp_path / "reference", "v1") != {}
+    stages, rows = reference
+    assert json.loads((out / "versions" / "v1" / "manifest.json").read_text())["stages"] == stages
+    assert exported_rows(out, "v1") == rows != {}
 
 
 @pytest.mark.own_services
@@ -167,7 +178,7 @@ def test_gc_removes_what_no_published_version_needs_and_spares_live_runs(tmp_pat
 
 
 @pytest.mark.own_services
-def test_a_worker_killed_mid_stage_costs_nothing(prefect_server, tmp_path):
+def test_a_worker_killed_mid_stage_costs_nothing(reference, prefect_server, tmp_path):
     """The test's own scheduler and two workers (no nanny: a killed worker stays dead); one is killed with
     -9 while preprocess runs, Dask reruns its tasks on the other, and the version is the one a run on an
     undisturbed cluster publishes."""
@@ -184,9 +195,7 @@ def test_a_worker_killed_mid_stage_costs_nothing(prefect_server, tmp_path):
                                  "--no-dashboard", "--name", f"w{i}"], env=env, stdout=logs, stderr=logs)
                for i in range(2)]
     try:
-        settings = {"collect": {"shard_rows": 10}, "export": {"version": "v1"},
-                    "gates": {"raw": "off", "clean": "off", "dedup": "off", "export": "off"}}
-        config = e2e_config(str(E2E / "*.jsonl*"), str(tmp_path / "out")) | settings | {
+        config = e2e_config(str(E2E / "*.jsonl*"), str(tmp_path / "out")) | SETTINGS | {
             "dask": {"address": f"tcp://127.0.0.1:{port}"}}
         from distributed import Client
 
@@ -212,8 +221,7 @@ def test_a_worker_killed_mid_stage_costs_nothing(prefect_server, tmp_path):
             p.terminate()
             p.wait(timeout=30)
         logs.close()
-    reference = run_pipeline(PipelineConfig.model_validate(
-        e2e_config(str(E2E / "*.jsonl*"), str(tmp_path / "reference")) | settings))
-    assert summary["stages"] == reference["stages"]
-    assert exported_rows(out, "v1") == exported_rows(tmp_path / "reference", "v1") != {}
+    stages, rows = reference
+    assert summary["stages"] == stages
+    assert exported_rows(out, "v1") == rows != {}
 
