@@ -35,7 +35,8 @@ from tasks.export.webdataset import tar_shard
 class ExportSettings(Settings):
     name: str = Field("curated-dataset", description="dataset name on the dataset card")
     version: str | None = Field(None, pattern=layout.NAME_PATTERN, description=(
-        "version id (letters, digits, '.', '_', '-', starting with a letter or digit); default: v, the UTC start time and the run's id"))
+        "version id (letters, digits, '.', '_', '-', starting with a letter or digit); "
+        "default: v, the run's UTC start time and its flow run's id"))
     shard_rows: int = Field(100_000, ge=1, description="maximum rows per exported shard")
     shard_bytes: int = Field(128 * 2**20, ge=1024, description="target bytes per exported shard")
     splits: SplitSettings = Field(SplitSettings(), description="shares of train, validation and test, by id hash")
