@@ -67,8 +67,8 @@ def pytest_configure(config):
 @pytest.fixture(scope="session", autouse=True)
 def run_services(tmp_path_factory):
     """One temporary Prefect server and one warm Dask cluster of a run's default size (`cluster_for`: TLS, workers
-    forked from a forkserver that imported the stages) for the whole session, exported through the variables the code honours: each run
-    of a test then costs its work, not a server's and a cluster's start (seconds each)."""
+    forked from a forkserver that imported the stages) for the whole session, exported through the variables the
+    code honours: each run of a test then costs its work, not a server's and a cluster's start (seconds each)."""
     from distributed import LocalCluster
     from distributed.security import Security
     from prefect.context import refresh_global_settings_context

@@ -51,7 +51,8 @@ def exported_rows(out: Path, version: str) -> dict[str, list[dict]]:
             for f in sorted((out / "versions" / version).glob("*/part-*.parquet"))}
 
 
-SETTINGS = {"collect": {"shard_rows": 10}, "export": {"version": "v1", "splits": {"train": 0.8, "validation": 0.1, "test": 0.1}},
+SETTINGS = {"collect": {"shard_rows": 10},
+            "export": {"version": "v1", "splits": {"train": 0.8, "validation": 0.1, "test": 0.1}},
             "gates": {"raw": "off", "clean": "off", "dedup": "off", "export": "off"}}
 
 
