@@ -4,7 +4,9 @@ output, timed from the command's start to its exit, with nothing else running.
     .venv/bin/python bench/fixed_cost.py [--docs 20] [--runs 5] [-- extra curate run arguments]
 
 Each run is the whole product: its Prefect API, its local Dask cluster, the four Great Expectations gates,
-export. PREFECT_HOME is a fresh folder for the bench, so the first run finds nothing of an earlier one.
+export. PREFECT_HOME is a fresh folder for the bench, so the first run finds nothing of an earlier one: it
+starts the run daemon (flows.daemon), which the later runs reuse and the bench stops at its end; pass
+`-- --no-daemon` for runs that each start their own server and cluster.
 The warm path, runs triggered through `curate serve`, is `bench/warm_run.py`.
 """
 
@@ -56,6 +58,7 @@ def main() -> None:
         print(f"median of {args.runs}: {statistics.median(seconds):.2f} s (min {min(seconds):.2f}, "
               f"max {max(seconds):.2f})")
     finally:
+        subprocess.run([CURATE, "daemon", "stop"], env=env, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -1,10 +1,11 @@
 """`curate`: run or check a pipeline config, or operate it with a Prefect server.
 
-    curate run CONFIG [--output URL] [--dask-address tcp://host:8786] [--resume [RUN_ID]]
+    curate run CONFIG [--output URL] [--dask-address tcp://host:8786] [--resume [RUN_ID]] [--no-daemon]
     curate check CONFIG
     curate gc CONFIG [--dry-run]
     curate server [--host 127.0.0.1] [--port 4200] [--auth]
     curate serve CONFIG [--cron "0 3 * * *"] [--name NAME]
+    curate daemon {status,stop}
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from flows.server import TemporaryServer  # noqa: E402  (light: the rest is imported where it is used)
+from flows.server import SharedServer, TemporaryServer  # noqa: E402  (light: the rest is imported where it is used)
 
 
 def summary_table(summary: dict, seconds: float) -> str:
@@ -100,11 +101,14 @@ def cmd_run(args) -> int:
         os.environ["PREFECT_API_URL"] = server.api_url  # for the workers, which start before the server is up
     from flows.warm import start_forkserver
 
-    if not scheduler_named(args):  # the workers' imports start now, beside the config's (a second)
+    if not scheduler_named(args) and not args.services:  # the workers' imports start now, beside the config's
         start_forkserver()
     from flows.config import load_config
+    from tasks.io import secrets
 
     config = load_config(args.config, {"output": args.output, "dask.address": args.dask_address})
+    # a daemon's workers could not see plain credentials, which the run holds in its own environment
+    warm = None if secrets.plain_secrets(config.model_dump(mode="json")) else args.services
     from prefect.exceptions import FailedRun
 
     from flows.curate import run_pipeline
@@ -114,7 +118,7 @@ def cmd_run(args) -> int:
     logging.getLogger("distributed").setLevel(logging.ERROR)
     started = time.perf_counter()
     try:
-        with started_cluster(config):
+        with started_cluster(config, warm):
             summary = run_pipeline(config, args.resume, server)
     except FailedRun as stop:  # a gate stopped the run: its state message is the whole story
         print(f"\ncurate: run failed: {stop}", file=sys.stderr)
@@ -210,7 +214,24 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def cmd_daemon(args) -> int:
+    """What `curate run` reuses: the run daemons of this PREFECT_HOME (flows.daemon)."""
+    from flows import daemon
+
+    if args.action == "stop":
+        print(f"stopped {daemon.stop_all()} run daemon(s)")
+        return 0
+    found = daemon.daemons()
+    for folder, state in found:
+        print(f"pid {state['pid']}: up {time.time() - state['started']:.0f} s, Prefect API {state['api_url']}, "
+              f"Dask scheduler {state['scheduler']}, log {folder / 'daemon.log'}")
+    if not found:
+        print("no run daemon is running")
+    return 0
+
+
+def main(argv: list[str] | None = None, services=None) -> int:
+    """`services`: a run daemon's server and cluster, when this process is one of its runs (flows.daemon)."""
     parser = argparse.ArgumentParser(prog="curate", description="Curate raw text, images or audio into a validated, training-ready dataset.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the pipeline once (local Dask cluster unless --dask-address)")
@@ -220,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--resume", nargs="?", const="last", metavar="RUN_ID",
                      help="continue a failed or killed run (default: the last one with this config): its finished "
                           "shards are not redone")
+    run.add_argument("--no-daemon", action="store_true",
+                     help="start a Prefect server and a Dask cluster for this run alone, not the run daemon's")
     run.set_defaults(func=cmd_run)
     gc = sub.add_parser("gc", help="remove failed runs' folders and uncommitted versions from the output")
     gc.add_argument("config")
@@ -240,9 +263,20 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--cron", help='schedule, e.g. "0 3 * * *"; without it the deployment runs on demand only')
     serve.add_argument("--name", default="scheduled-ingest", help="deployment name (default: scheduled-ingest)")
     serve.set_defaults(func=cmd_serve)
+    daemon = sub.add_parser("daemon", help="the run daemon `curate run` reuses: list or stop it")
+    daemon.add_argument("action", choices=["status", "stop"])
+    daemon.set_defaults(func=cmd_daemon)
     args = parser.parse_args(argv)
+    args.services = services
+    cold = args.command == "run" and not services and "PREFECT_API_URL" not in os.environ
+    if cold and not args.no_daemon and not scheduler_named(args):
+        from flows import daemon
+
+        code = daemon.run(sys.argv[1:] if argv is None else argv)
+        if code is not None:
+            return code
     # a run's temporary Prefect server boots (seconds) while the rest is imported and set up
-    args.server = TemporaryServer() if args.command == "run" and "PREFECT_API_URL" not in os.environ else None
+    args.server = SharedServer(services.api_url) if services else TemporaryServer() if cold else None
     try:
         code = args.func(args)
     except Exception as e:  # one paragraph, the logs above hold the details

@@ -26,17 +26,23 @@ def cluster_for(dask: DaskSettings, environ: Mapping[str, str]) -> dict:
 
 
 @contextmanager
-def started_cluster(config: PipelineConfig):
+def started_cluster(config: PipelineConfig, warm=None):
     """The run's local Dask cluster, started now (while the Prefect server boots) rather than at the flow's
     first task, and handed to the flow's task runner through DASK_SCHEDULER_ADDRESS; nothing to start when
     the run uses an existing scheduler. Yields the cluster's `Security` (None for an existing scheduler).
 
     A local cluster speaks TLS with certificates made for it (`security=True`): a Dask scheduler runs any code
     it is sent, and on a shared machine anyone could reach a loopback port. This process's clients get the
-    certificates through Dask's config (`use_security`)."""
+    certificates through Dask's config (`use_security`).
+
+    `warm` (flows.daemon.WarmServices): a cluster already running, used when it is the one the config asks for."""
     where = cluster_for(config.dask, os.environ)
     if "address" in where:
         yield None
+        return
+    if warm and where["cluster_kwargs"] == warm.cluster_kwargs:
+        with use_security(warm.security), scheduler_in_environment(warm.scheduler):
+            yield warm.security
         return
     from distributed import LocalCluster
     from distributed.security import Security
@@ -45,12 +51,19 @@ def started_cluster(config: PipelineConfig):
 
     start_forkserver()
     security = Security.temporary()
-    with LocalCluster(**where["cluster_kwargs"] | {"security": security}) as cluster, use_security(security):
-        os.environ["DASK_SCHEDULER_ADDRESS"] = cluster.scheduler_address
-        try:
-            yield security
-        finally:
-            os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
+    with LocalCluster(**where["cluster_kwargs"] | {"security": security}) as cluster, use_security(security), \
+            scheduler_in_environment(cluster.scheduler_address):
+        yield security
+
+
+@contextmanager
+def scheduler_in_environment(address: str):
+    """The flow's task runner (`cluster_for`) takes the cluster at `address` for the block."""
+    os.environ["DASK_SCHEDULER_ADDRESS"] = address
+    try:
+        yield
+    finally:
+        os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
 
 
 def use_security(security):

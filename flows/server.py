@@ -76,3 +76,16 @@ class TemporaryServer:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
+
+
+class SharedServer:
+    """A server another process owns and has started (a run daemon's): ready, and not this run's to stop."""
+
+    def __init__(self, api_url: str):
+        self.api_url = api_url
+
+    def ready(self, timeout: float) -> str:
+        return self.api_url
+
+    def stop(self) -> None:
+        pass

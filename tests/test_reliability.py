@@ -75,7 +75,7 @@ def test_a_killed_run_leaves_no_process_and_resumes_to_what_an_uninterrupted_run
     out = tmp_path / "out"
 
     with open(tmp_path / "killed.log", "w") as log:
-        killed = subprocess.Popen([*CURATE, "run", str(path)], env=env, cwd=tmp_path, stdout=log, stderr=log,
+        killed = subprocess.Popen([*CURATE, "run", str(path), "--no-daemon"], env=env, cwd=tmp_path, stdout=log, stderr=log,
                                   start_new_session=True)
     wait_for(lambda: list(out.glob("runs/*/dedup/_done/sketch-*.json")) or killed.poll() is not None, 300,
              "the run's dedup stage")
@@ -90,7 +90,7 @@ def test_a_killed_run_leaves_no_process_and_resumes_to_what_an_uninterrupted_run
     finished = {p: p.stat().st_mtime_ns for p in sorted(run.glob("collect/*.parquet")) + sorted(run.glob("preprocess/*.parquet"))}
     assert len(finished) == 26  # 13 collect and 13 preprocess shards
 
-    resumed = subprocess.run([*CURATE, "run", str(path), "--resume"], env=env, cwd=tmp_path, capture_output=True,
+    resumed = subprocess.run([*CURATE, "run", str(path), "--resume", "--no-daemon"], env=env, cwd=tmp_path, capture_output=True,
                              text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resumed run {run.name}: 1 collect units and 13 preprocess shards were taken as they were" in resumed.stdout
@@ -113,7 +113,7 @@ def test_sigterm_stops_a_run_cleanly_and_leaves_no_half_written_version(tmp_path
     path.write_text(yaml.safe_dump(config))
     home, out = tmp_path / "home", tmp_path / "out"
     env = {**os.environ, "PREFECT_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    stopped = subprocess.Popen([*CURATE, "run", str(path)], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+    stopped = subprocess.Popen([*CURATE, "run", str(path), "--no-daemon"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     wait_for(lambda: list(out.glob("runs/*/preprocess/_done/*.json")) or stopped.poll() is not None, 300,
              "the run's preprocess stage")

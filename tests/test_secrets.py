@@ -68,6 +68,7 @@ def test_a_run_given_plain_credentials_writes_them_nowhere(s3, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # only the config's credentials
     env.update(PREFECT_HOME=str(home), TMPDIR=str(scratch), PYTHONPATH=str(ROOT))
     out = subprocess.run([*CURATE, "run", str(path)], capture_output=True, text=True, env=env, cwd=work, timeout=600)
+    subprocess.run([*CURATE, "daemon", "stop"], env=env, check=True)  # the run daemon it started (flows.daemon)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "published: s3://curate/out/versions/" in out.stdout
     assert (home / "prefect.db").exists() and len(fs.find("curate/out")) > 20  # the database and the output exist
