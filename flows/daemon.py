@@ -2,7 +2,7 @@
 Prefect, Great Expectations and the stages: about 10 s on 2 cores), started once and reused by the next runs,
 as Gradle's daemon is.
 
-- The first `curate run` without PREFECT_API_URL or a named scheduler starts it  and
+- The first `curate run` without PREFECT_API_URL or a named scheduler starts it and
   waits until it listens; it exits after `CURATE_DAEMON_IDLE_SECONDS` (600) without a run, or on
   `curate daemon stop`. `curate run --no-daemon` runs as before, in its own process.
 - One daemon per Python, curate code, installed packages and environment (`key`): its folder under
@@ -100,7 +100,7 @@ def run(argv: list[str]) -> int | None:
         folder = private_folder(home() / key(os.environ))
     except (OSError, Unavailable) as e:
         return warn(f"no folder for it ({e})")
-    for attempt in range(2):  # a daemon that exits idle as we connect: start a new one, once
+    for _ in range(2):  # a daemon that exits idle as we connect: start a new one, once
         try:
             with connected(folder) as sock:
                 code = converse(sock, argv)
