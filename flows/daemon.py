@@ -249,9 +249,11 @@ def watch_caller(conn: socket.socket) -> None:
         if message in SIGNALS:
             os.kill(os.getpid(), SIGNALS[message])
             continue
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(STOP_GRACE_S)
-        os._exit(1)
+        # twice: Python swallows a signal's exception that lands in a garbage-collector callback
+        for _ in range(2):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(STOP_GRACE_S / 2)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Daemon:
