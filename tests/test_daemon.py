@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import CURATE, E2E, ROOT, SERVICES, e2e_config, wait_for
-from test_reliability import exported_rows
+from test_reliability import exported_rows, stop_by_sigterm
 
 pytestmark = pytest.mark.own_services
 STARTING = "Starting the run daemon"
@@ -71,15 +70,7 @@ def test_a_sigterm_to_the_caller_stops_its_run_and_not_the_daemon(daemon_env, tm
                               env=daemon_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: list(out.glob("runs/*/preprocess/_done/*.json")) or caller.poll() is not None, 300,
              "the run's preprocess stage")
-    for _ in range(6):  # as in test_reliability: a signal landing in a GC callback is swallowed, send it again
-        caller.send_signal(signal.SIGTERM)
-        try:
-            _, stderr = caller.communicate(timeout=20)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    assert caller.returncode in (1, -signal.SIGTERM), stderr[-3000:]
-    assert "TerminationSignal" in stderr or "Execution was aborted by a termination signal" in stderr, stderr[-3000:]
+    stop_by_sigterm(caller)
     (run,) = list(out.glob("runs/*"))
     record = json.loads((run / "_run.json").read_text())
     assert record["status"] == "failed" and "TerminationSignal" in record["message"], record

@@ -105,6 +105,23 @@ def test_a_killed_run_leaves_no_process_and_resumes_to_what_an_uninterrupted_run
     assert exported_rows(out, "v1") == rows != {}
 
 
+def stop_by_sigterm(process: subprocess.Popen) -> None:
+    """SIGTERM a `curate run` (its stderr piped) and check that it stopped as a stopped run does."""
+    # Prefect raises SIGTERM as an exception wherever the main thread is. Landing in a garbage-collector
+    # callback, Python swallows it ("Exception ignored"), so the test, like a supervisor, sends it again.
+    for _ in range(6):
+        process.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = process.communicate(timeout=20)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    # Prefect marks the run Crashed and ends the process with the signal it got; landing inside pydantic
+    # (serializing a task's context) the signal comes out wrapped, and curate reports the failed run
+    assert process.returncode in (1, -signal.SIGTERM), stderr[-3000:]
+    assert "TerminationSignal" in stderr or "Execution was aborted by a termination signal" in stderr, stderr[-3000:]
+
+
 @pytest.mark.own_services
 def test_sigterm_stops_a_run_cleanly_and_leaves_no_half_written_version(tmp_path):
     config = e2e_config(str(E2E / "*.jsonl*"), str(tmp_path / "out")) | {"collect": {"shard_rows": 10},
@@ -117,19 +134,7 @@ def test_sigterm_stops_a_run_cleanly_and_leaves_no_half_written_version(tmp_path
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     wait_for(lambda: list(out.glob("runs/*/preprocess/_done/*.json")) or stopped.poll() is not None, 300,
              "the run's preprocess stage")
-    # Prefect raises SIGTERM as an exception wherever the main thread is. Landing in a garbage-collector
-    # callback, Python swallows it ("Exception ignored"), so the test, like a supervisor, sends it again.
-    for _ in range(6):
-        os.kill(stopped.pid, signal.SIGTERM)
-        try:
-            _, stderr = stopped.communicate(timeout=20)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    # Prefect marks the run Crashed and ends the process with the signal it got; landing inside pydantic
-    # (serializing a task's context) the signal comes out wrapped, and curate reports the failed run
-    assert stopped.returncode in (1, -signal.SIGTERM), stderr[-3000:]
-    assert "TerminationSignal" in stderr or "Execution was aborted by a termination signal" in stderr, stderr[-3000:]
+    stop_by_sigterm(stopped)
     wait_for(lambda: not session_processes(stopped.pid), 30, "the stopped run's server and workers to exit")
     (run,) = list(out.glob("runs/*"))
     record = json.loads((run / "_run.json").read_text())
