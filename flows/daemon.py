@@ -147,7 +147,9 @@ def start(folder: Path) -> socket.socket:
                                    start_new_session=True)
     print(f"Starting the run daemon (pid {process.pid}); later runs reuse it, `curate daemon stop` ends it",
           file=sys.stderr)
-    deadline = time.monotonic() + float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"))
+    from flows.server import startup_timeout
+
+    deadline = time.monotonic() + startup_timeout()
     while time.monotonic() < deadline:
         if process.poll() not in (None, 0):  # 0: another daemon had started, which will listen
             tail = (folder / "daemon.log").read_text(errors="replace")[-1500:]
@@ -210,13 +212,8 @@ def is_open(fd: int) -> bool:
 def run_one(conn: socket.socket, services: WarmServices) -> None:
     """A run's process: take the caller's request, become it (streams, folder, environment), run `curate`."""
     header, fds, _, _ = socket.recv_fds(conn, 4, 3)
-    while len(header) < 4:
-        header += conn.recv(4 - len(header))
-    size, = struct.unpack("!I", header)
-    body = b""
-    while len(body) < size:
-        body += conn.recv(size - len(body))
-    request = json.loads(body)
+    size, = struct.unpack("!I", header + exactly(conn, 4 - len(header)))
+    request = json.loads(exactly(conn, size))
     for fd, target in zip(fds, (0, 1, 2)):
         os.dup2(fd, target)
         os.close(fd)
@@ -237,6 +234,17 @@ def run_one(conn: socket.socket, services: WarmServices) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # the daemon tells the caller how this process ended
+
+
+def exactly(conn: socket.socket, size: int) -> bytes:
+    """`size` bytes of the caller's request; a caller gone before it sent them all ends this process."""
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            os._exit(1)
+        data += chunk
+    return data
 
 
 def watch_caller(conn: socket.socket) -> None:
@@ -272,7 +280,7 @@ class Daemon:
 
         from flows.config import DaskSettings
         from flows.runtime import cluster_for
-        from flows.server import TemporaryServer
+        from flows.server import TemporaryServer, startup_timeout
         from flows.warm import start_forkserver
 
         server = TemporaryServer()
@@ -281,9 +289,8 @@ class Daemon:
             security = Security.temporary()
             kwargs = cluster_for(DaskSettings(), {})["cluster_kwargs"]
             with LocalCluster(**kwargs | {"security": security}) as cluster:
-                services = WarmServices(server.ready(float(os.environ.get(
-                    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"))), cluster.scheduler_address,
-                    security, kwargs)
+                services = WarmServices(server.ready(startup_timeout()), cluster.scheduler_address, security,
+                                        kwargs)
                 try:
                     self.listen(multiprocessing.get_context("forkserver"), services)
                 finally:

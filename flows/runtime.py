@@ -12,7 +12,7 @@ from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
 from prefect_dask import DaskTaskRunner
 
 from flows.config import DaskSettings, PipelineConfig
-from flows.server import TemporaryServer
+from flows.server import TemporaryServer, startup_timeout
 
 
 def cluster_for(dask: DaskSettings, environ: Mapping[str, str]) -> dict:
@@ -127,7 +127,7 @@ def prefect_api(server: TemporaryServer | None = None):
     server = server or TemporaryServer()
     os.environ["PREFECT_API_URL"] = server.api_url
     try:
-        server.ready(float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")))
+        server.ready(startup_timeout())
         with temporary_settings(updates={PREFECT_API_URL: server.api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             yield
     finally:
